@@ -1,0 +1,348 @@
+"""The batched engine: every sub-environment of a task family advanced by one call per control step.
+
+``make(family, num_envs)`` returns a :class:`gymnasium.vector.VectorEnv` of whole episodes (autoreset
+disabled). Locomotion families step one :class:`mujoco.batch.Batch` of ``num_envs`` simulations on a
+thread pool (all cores by default); Navigation2D is pure numpy. Observations and rewards are
+computed with numpy over the whole batch (:mod:`envs.physics`).
+
+A sub-environment whose episode ends (terminated, or truncated at the horizon) is frozen until the
+next reset: later steps return its final observation, reward 0 and the same end flags, and
+``info["active"]`` is False for it. Stepping once every sub-environment has reached the horizon is an
+error: call ``reset()``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from envs import physics
+from envs.families import (
+    FAMILIES,
+    RAND_PARAM_BASES,
+    check_options,
+    get_family,
+    sample_tasks,
+    validate_task,
+)
+from envs.navigation import ACT_DIM, MAX_SPEED, OBS_DIM, navigation_step
+
+
+def check_horizon(horizon) -> int:
+    """``horizon`` as an int >= 1, or a ValueError."""
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+        raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+    return int(horizon)
+
+
+def check_actions(actions, shape: tuple[int, ...]) -> np.ndarray:
+    """``actions`` as float64 of ``shape``; a ValueError for a wrong shape or non-finite values."""
+    try:
+        a = np.asarray(actions, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"actions must be numeric with shape {shape}") from None
+    if a.shape != shape:
+        raise ValueError(f"actions must have shape {shape}, got {a.shape}")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0]).tolist() if a.ndim > 1 else []
+        where = f" (sub-environments {rows[:10]})" if rows else ""
+        raise ValueError(f"actions contain NaN or infinite values{where}")
+    return a
+
+
+class TaskVectorEnv(VectorEnv):
+    """Whole-episode bookkeeping shared by the MuJoCo and numpy engines.
+
+    Subclasses implement ``_apply_tasks()``, ``_reset_sims(ids)`` returning ``[len(ids), obs_dim]``
+    observations, and ``_advance(actions, active)`` returning ``(obs [N, obs_dim], reward [N],
+    terminated [N], info)`` for the whole batch (rows of inactive sub-environments are ignored).
+    """
+
+    def __init__(self, family: str, num_envs: int, horizon: int | None, seed: int | None, options: dict):
+        self.family = get_family(family)
+        self.options = check_options(self.family, options)
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.num_envs = int(num_envs)
+        self.horizon = check_horizon(self.family.horizon if horizon is None else horizon)
+        self.metadata = {"autoreset_mode": AutoresetMode.DISABLED, "render_modes": ["rgb_array"]}
+        self.render_mode = None
+        self._rng = np.random.default_rng(seed)
+        self._t = None  # per sub-environment steps since its reset; None before the first reset
+        self._ended = np.zeros(self.num_envs, dtype=bool)
+        self.tasks: list[dict] = []
+        self._task_arrays: dict[str, np.ndarray] = {}
+
+    def _make_spaces(self, obs_dim: int, low: np.ndarray, high: np.ndarray) -> None:
+        self.single_observation_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float64)
+        self.single_action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+    def set_tasks(self, tasks: list[dict]) -> None:
+        """Give sub-environment ``i`` the task ``tasks[i]`` (takes effect now; reset before stepping).
+
+        Args:
+            tasks: ``num_envs`` task dicts of this family (see ``envs.families``).
+
+        Raises:
+            ValueError: wrong number of tasks, or a task with missing, unknown or out-of-range keys.
+                Nothing is changed then.
+        """
+        if not isinstance(tasks, list | tuple) or len(tasks) != self.num_envs:
+            got = len(tasks) if isinstance(tasks, list | tuple) else type(tasks).__name__
+            raise ValueError(f"set_tasks needs a list of {self.num_envs} tasks (one per sub-environment), got {got}")
+        checked = []
+        for i, task in enumerate(tasks):
+            try:
+                checked.append(validate_task(self.family.name, task, **self.options))
+            except ValueError as e:
+                raise ValueError(f"task {i}: {e}") from None
+        self.tasks = [dict(t) for t in tasks]
+        self._task_arrays = {k: np.stack([c[k] for c in checked]) for k in checked[0]}
+        self._apply_tasks()
+        self._t = None  # the state may no longer match the new tasks
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start new episodes.
+
+        Args:
+            seed: reseeds the engine's generator (initial-state noise, default tasks).
+            options: ``{"reset_mask": bool [num_envs]}`` resets only those sub-environments.
+
+        Returns:
+            ``(obs [num_envs, obs_dim], info)``; ``info["task_index"]`` is ``arange(num_envs)``.
+        """
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        mask = np.ones(self.num_envs, dtype=bool)
+        if options and "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"], dtype=bool)
+            if mask.shape != (self.num_envs,):
+                raise ValueError(f"reset_mask must have shape ({self.num_envs},), got {mask.shape}")
+            if self._t is None and not mask.all():
+                raise ValueError("the first reset must reset every sub-environment")
+        if not self.tasks:
+            self.set_tasks(sample_tasks(self.family.name, self.num_envs, self._rng, **self.options))
+        ids = np.flatnonzero(mask)
+        obs = self._reset_sims(ids)
+        if self._t is None:
+            self._t = np.zeros(self.num_envs, dtype=np.int64)
+            self._last_obs = np.zeros((self.num_envs, self.single_observation_space.shape[0]))
+            self._last_terminated = np.zeros(self.num_envs, dtype=bool)
+            self._last_truncated = np.zeros(self.num_envs, dtype=bool)
+        self._t[ids] = 0
+        self._ended[ids] = False
+        self._last_terminated[ids] = self._last_truncated[ids] = False
+        self._last_obs[ids] = obs
+        return self._last_obs.copy(), {"task_index": np.arange(self.num_envs)}
+
+    def step(self, actions):
+        """Advance every active sub-environment by one control step.
+
+        Args:
+            actions: ``[num_envs, act_dim]`` finite actions.
+
+        Returns:
+            ``(obs [N, obs_dim], reward [N], terminated [N], truncated [N], info)``; ``info`` holds
+            ``[N]`` arrays: the reward components, ``x_velocity`` (locomotion), ``active`` (stepped
+            this call) and ``diverged`` (the simulation failed or went non-finite; ended as
+            terminated with its last finite observation).
+        """
+        if self._t is None:
+            raise ValueError("step() called before reset(); call reset() first")
+        if (self._t >= self.horizon).any():
+            raise ValueError(
+                f"step() called past the horizon ({self.horizon} steps) without a reset; call reset()"
+            )
+        actions = check_actions(actions, (self.num_envs, self.single_action_space.shape[0]))
+        active = ~self._ended
+        obs, reward, terminated, info = self._advance(actions, active)
+        diverged = info.pop("diverged", np.zeros(self.num_envs, dtype=bool))
+        diverged |= ~np.isfinite(obs).all(axis=1) | ~np.isfinite(reward)
+        diverged &= active
+        self._t += 1
+        terminated = terminated | diverged
+        truncated = (self._t >= self.horizon) & ~terminated
+        frozen = ~active | diverged
+        obs[frozen] = self._last_obs[frozen]
+        reward[frozen] = 0.0
+        for value in info.values():
+            value[frozen] = 0.0
+        terminated[~active] = self._last_terminated[~active]
+        truncated[~active] = self._last_truncated[~active]
+        info["active"] = active
+        info["diverged"] = diverged
+        self._ended |= terminated | truncated
+        self._last_obs, self._last_terminated, self._last_truncated = obs, terminated, truncated
+        return obs.copy(), reward, terminated.copy(), truncated.copy(), info
+
+
+class MujocoVectorEnv(TaskVectorEnv):
+    """Batched MuJoCo engine of a locomotion family (see :func:`make`)."""
+
+    def __init__(self, family, num_envs, horizon=None, seed=None, nthread=0, **options):
+        import mujoco
+        import mujoco.batch
+
+        from envs.models import BODIES, load_model
+
+        super().__init__(family, num_envs, horizon, seed, options)
+        if self.family.body is None:
+            raise ValueError(f"{self.family.name} is not a MuJoCo family")
+        self.body = self.family.body
+        self._spec = BODIES[self.body]
+        self.model = load_model(self.body)
+        self.batch = mujoco.batch.Batch(self.model, self.num_envs, nthread=nthread)
+        self._mujoco = mujoco
+        self._qpos = self.batch.bind("qpos")
+        self._qvel = self.batch.bind("qvel")
+        self._ctrl = self.batch.bind("ctrl")
+        self._xpos = self.batch.bind("xpos")
+        self._cfrc = self.batch.bind("cfrc_ext") if self.body == "ant" else None
+        self.dt = float(self.model.opt.timestep * self._spec.frame_skip)
+        self.metadata["render_fps"] = int(np.round(1.0 / self.dt))
+        self._terminate_unhealthy = self.options.get("terminate_when_unhealthy", False)
+        obs_dim = physics.observation(
+            self.body, self.model.qpos0[None], np.zeros((1, self.model.nv)),
+            np.zeros((1, self.model.nbody, 6)),
+        ).shape[1]
+        low, high = self.model.actuator_ctrlrange.T
+        self._make_spaces(obs_dim, low, high)
+        self._renderer = None
+
+    def _apply_tasks(self) -> None:
+        if not self.family.dynamics:
+            return
+        for key in RAND_PARAM_BASES:
+            self.batch.expand(key)[:] = getattr(self.model, key)[None] * self._task_arrays[key]
+        self.batch.set_const()
+
+    def _observe(self, ids=slice(None)) -> np.ndarray:
+        cfrc = None if self._cfrc is None else self._cfrc[ids]
+        return physics.observation(self.body, self._qpos[ids], self._qvel[ids], cfrc)
+
+    def _reset_sims(self, ids: np.ndarray) -> np.ndarray:
+        nq, nv, scale = self.model.nq, self.model.nv, self._spec.reset_noise
+        # Per sub-environment: qpos noise then qvel noise, as gymnasium's v5 reset_model draws them.
+        qpos = np.empty((len(ids), nq))
+        qvel = np.empty((len(ids), nv))
+        for row in range(len(ids)):
+            qpos[row] = self.model.qpos0 + self._rng.uniform(-scale, scale, size=nq)
+            if self._spec.qvel_noise == "normal":
+                qvel[row] = scale * self._rng.standard_normal(nv)
+            else:
+                qvel[row] = self._rng.uniform(-scale, scale, size=nv)
+        return self.set_state(qpos, qvel, ids)
+
+    def set_state(self, qpos: np.ndarray, qvel: np.ndarray, ids=None) -> np.ndarray:
+        """Set joint positions and velocities of sub-environments and recompute derived quantities.
+
+        Args:
+            qpos: ``[len(ids), nq]``.
+            qvel: ``[len(ids), nv]``.
+            ids: sub-environment indices (default: all).
+
+        Returns:
+            ``[len(ids), obs_dim]`` observations of the new state.
+        """
+        ids = np.arange(self.num_envs) if ids is None else np.asarray(ids, dtype=np.int64)
+        mj = self._mujoco
+        self.batch.reset(ids, stage=mj.mjtStage.mjSTAGE_NONE)
+        self._qpos[ids] = qpos
+        self._qvel[ids] = qvel
+        self.batch.forward(ids)
+        obs = self._observe(ids)
+        if self._t is not None:
+            self._last_obs[ids] = obs
+        return obs
+
+    def _advance(self, actions, active):
+        import mujoco.batch
+
+        pos_before = physics.tracked_position(self.body, self._qpos, self._xpos)
+        self._ctrl[:] = actions
+        diverged = np.zeros(self.num_envs, dtype=bool)
+        ids = None if active.all() else np.flatnonzero(active)
+        try:
+            self.batch.step(ids, nstep=self._spec.frame_skip)
+        except mujoco.batch.SimulationError as e:
+            diverged[np.asarray(e.ids, dtype=np.int64)] = True
+        obs = self._observe()
+        healthy = physics.is_healthy(self.body, self._qpos, self._qvel)
+        pos_after = physics.tracked_position(self.body, self._qpos, self._xpos)
+        reward, info = physics.reward(
+            self.family.name, self.body, self._task_arrays, pos_before, pos_after, self.dt,
+            actions, healthy, self._cfrc,
+        )
+        terminated = ~healthy if self._terminate_unhealthy else np.zeros(self.num_envs, dtype=bool)
+        info["diverged"] = diverged
+        return obs, reward, terminated, info
+
+    def render_frame(self, index: int = 0, width: int = 320, height: int = 240) -> np.ndarray:
+        """RGB frame ``[height, width, 3]`` uint8 of sub-environment ``index``'s current state."""
+        from envs.rendering import FrameRenderer
+
+        if not 0 <= index < self.num_envs:
+            raise ValueError(f"index must be in [0, {self.num_envs}), got {index}")
+        model = self.batch.get_model(index) if self.family.dynamics else self.model
+        data = self.batch.get_data(index)
+        self._mujoco.mj_forward(model, data)
+        if self._renderer is None or self._renderer.size != (width, height):
+            self._renderer = FrameRenderer(self.model, self.body, width, height)
+        return self._renderer.render(data)
+
+    def render(self):
+        """Frame of sub-environment 0 (see :meth:`render_frame` for any other)."""
+        return self.render_frame(0)
+
+
+class NavigationVectorEnv(TaskVectorEnv):
+    """Numpy engine of Navigation2D (see :func:`make`)."""
+
+    def __init__(self, family="Navigation2D", num_envs=1, horizon=None, seed=None, nthread=0, **options):
+        super().__init__(family, num_envs, horizon, seed, options)
+        self._position = np.zeros((self.num_envs, 2))
+        self._make_spaces(OBS_DIM, np.full(ACT_DIM, -MAX_SPEED), np.full(ACT_DIM, MAX_SPEED))
+
+    def _apply_tasks(self) -> None:
+        pass
+
+    def _reset_sims(self, ids):
+        self._position[ids] = 0.0
+        return self._position[ids].copy()
+
+    def _advance(self, actions, active):
+        new, reward, terminated = navigation_step(self._position, actions, self._task_arrays["goal"])
+        self._position[active] = new[active]
+        return new, reward, terminated, {}
+
+
+def make(family: str, num_envs: int, *, tasks: list[dict] | None = None, horizon: int | None = None,
+         seed: int | None = None, nthread: int = 0, **options) -> TaskVectorEnv:
+    """Batched engine of ``num_envs`` sub-environments of ``family``.
+
+    Args:
+        family: a name in :data:`envs.FAMILIES` (e.g. ``"HalfCheetahVel"``).
+        num_envs: number of sub-environments (tasks x episodes per task).
+        tasks: one task per sub-environment; default: drawn from ``seed`` at the first reset.
+        horizon: episode length in control steps (default: the family's, 200 or 100).
+        seed: seeds initial-state noise and default tasks.
+        nthread: threads stepping the batch; 0 uses every core.
+        **options: family options (``max_velocity``, ``terminate_when_unhealthy``).
+
+    Returns:
+        A :class:`gymnasium.vector.VectorEnv` with autoreset disabled and ``set_tasks``.
+    """
+    fam = get_family(family)
+    cls = NavigationVectorEnv if fam.body is None else MujocoVectorEnv
+    env = cls(fam.name, num_envs, horizon=horizon, seed=seed, nthread=nthread, **options)
+    if tasks is not None:
+        env.set_tasks(tasks)
+    return env
+
+
+__all__ = ["FAMILIES", "make", "MujocoVectorEnv", "NavigationVectorEnv", "TaskVectorEnv"]

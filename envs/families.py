@@ -1,0 +1,290 @@
+"""Task families: what a task is, how tasks are drawn, and how a task is checked.
+
+A task is a plain dict (``{"velocity": 1.3}``, ``{"goal": [0.2, -1.1]}``...). Every family draws
+tasks from a seeded :class:`numpy.random.Generator` with :func:`sample_tasks`, and gives reproducible
+train and test sets with :func:`task_split`. Sources of each definition are cited in the family's
+``source`` field and in the README's family table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Dynamics randomisation of rand_param_envs (used by ProMP and PEARL): each element of these model
+# fields is multiplied by base ** U(-3, 3).
+RAND_PARAM_BASES = {"body_mass": 1.5, "body_inertia": 1.5, "dof_damping": 1.3, "geom_friction": 1.5}
+RAND_PARAM_LOG_RANGE = 3.0
+
+
+@dataclass(frozen=True)
+class Family:
+    """One task family.
+
+    Attributes:
+        name: registry name, e.g. ``"HalfCheetahVel"``.
+        body: the gymnasium v5 robot it runs (``"half_cheetah"``, ``"ant"``, ``"hopper"``,
+            ``"walker2d"``) or ``None`` for the pure-numpy Navigation2D.
+        horizon: default episode length in control steps.
+        source: the paper or repository whose definition this follows.
+        reward: the per-step reward, as documented.
+        task_doc: what the task dict holds and its range.
+        options: the family's extra keyword options and their defaults.
+    """
+
+    name: str
+    body: str | None
+    horizon: int
+    source: str
+    reward: str
+    task_doc: str
+    options: dict = field(default_factory=dict)
+    dynamics: bool = False
+
+
+FAMILIES: dict[str, Family] = {
+    f.name: f
+    for f in [
+        Family(
+            "HalfCheetahVel", "half_cheetah", 200,
+            "MAML (Finn et al. 2017), pytorch-maml-rl; max_velocity=3 as ProMP/PEARL",
+            "-|v_x - velocity| - 0.05 ||a||^2",
+            "velocity ~ U[0, max_velocity], max_velocity 2 (default) or 3",
+            {"max_velocity": 2.0},
+        ),
+        Family(
+            "HalfCheetahDir", "half_cheetah", 200,
+            "MAML (Finn et al. 2017), pytorch-maml-rl, ProMP",
+            "direction * v_x - 0.05 ||a||^2",
+            "direction = +1 or -1 with p = 0.5",
+        ),
+        Family(
+            "AntVel", "ant", 200,
+            "MAML (Finn et al. 2017); reward terms of gymnasium Ant-v5",
+            "-|v_x - velocity| + 1.0 healthy - 0.5 ||a||^2 - 5e-4 ||clip(cfrc_ext, -1, 1)||^2",
+            "velocity ~ U[0, 3]",
+            {"terminate_when_unhealthy": True},
+        ),
+        Family(
+            "AntDir", "ant", 200,
+            "ProMP, PEARL, varibad; equals gymnasium Ant-v5 for direction +1",
+            "direction * v_x + 1.0 healthy - 0.5 ||a||^2 - 5e-4 ||clip(cfrc_ext, -1, 1)||^2",
+            "direction = +1 or -1 with p = 0.5",
+            {"terminate_when_unhealthy": True},
+        ),
+        Family(
+            "AntGoal", "ant", 200,
+            "ProMP, PEARL, varibad (disk of radius 3, r = 3 sqrt(u))",
+            "-L1(xy, goal) + 1.0 healthy - 0.5 ||a||^2 - 5e-4 ||clip(cfrc_ext, -1, 1)||^2",
+            "goal uniform over the disk of radius 3",
+            {"terminate_when_unhealthy": True},
+        ),
+        Family(
+            "HopperRandParams", "hopper", 200,
+            "rand_param_envs (ProMP, PEARL); reward and termination of gymnasium Hopper-v5",
+            "v_x + 1.0 healthy - 1e-3 ||a||^2",
+            "per-element multipliers: body_mass, body_inertia, geom_friction 1.5^U(-3,3); "
+            "dof_damping 1.3^U(-3,3)",
+            {"terminate_when_unhealthy": True},
+            dynamics=True,
+        ),
+        Family(
+            "Walker2DRandParams", "walker2d", 200,
+            "rand_param_envs (ProMP, PEARL); reward and termination of gymnasium Walker2d-v5",
+            "v_x + 1.0 healthy - 1e-3 ||a||^2",
+            "per-element multipliers: body_mass, body_inertia, geom_friction 1.5^U(-3,3); "
+            "dof_damping 1.3^U(-3,3)",
+            {"terminate_when_unhealthy": True},
+            dynamics=True,
+        ),
+        Family(
+            "Navigation2D", None, 100,
+            "MAML (Finn et al. 2017), pytorch-maml-rl",
+            "-||position - goal||_2; terminates within 0.01 of the goal",
+            "goal ~ U[-0.5, 0.5]^2",
+        ),
+    ]
+}
+
+
+def get_family(name: str) -> Family:
+    """The family called ``name``; a ValueError listing the valid names otherwise."""
+    try:
+        return FAMILIES[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown task family {name!r}; valid families: {', '.join(FAMILIES)}"
+        ) from None
+
+
+def check_options(family: Family, options: dict) -> dict:
+    """``family.options`` updated with ``options``; ValueError for an unknown or bad option."""
+    unknown = set(options) - set(family.options)
+    if unknown:
+        valid = ", ".join(family.options) or "none"
+        raise ValueError(f"{family.name}: unknown option(s) {sorted(unknown)}; valid options: {valid}")
+    resolved = {**family.options, **options}
+    if "max_velocity" in resolved and resolved["max_velocity"] not in (2.0, 3.0):
+        raise ValueError(
+            f"{family.name}: max_velocity must be 2.0 (MAML paper) or 3.0 (ProMP/PEARL), "
+            f"got {resolved['max_velocity']!r}"
+        )
+    if "terminate_when_unhealthy" in resolved and not isinstance(resolved["terminate_when_unhealthy"], bool):
+        raise ValueError(f"{family.name}: terminate_when_unhealthy must be a bool")
+    return resolved
+
+
+def rand_param_shapes(body: str) -> dict[str, tuple[int, ...]]:
+    """Shapes of the randomised model fields of ``body`` (read from its compiled model)."""
+    from envs.models import load_model  # mujoco is only needed for the dynamics families
+
+    model = load_model(body)
+    return {key: getattr(model, key).shape for key in RAND_PARAM_BASES}
+
+
+def _sample_one_family(family: Family, n: int, rng: np.random.Generator, options: dict) -> list[dict]:
+    name = family.name
+    if name.endswith("Vel"):
+        high = options.get("max_velocity", 3.0)
+        return [{"velocity": float(v)} for v in rng.uniform(0.0, high, size=n)]
+    if name.endswith("Dir"):
+        return [{"direction": float(d)} for d in rng.choice([-1.0, 1.0], size=n)]
+    if name == "AntGoal":
+        radius = 3.0 * np.sqrt(rng.uniform(size=n))
+        angle = rng.uniform(0.0, 2.0 * np.pi, size=n)
+        goals = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+        return [{"goal": g.tolist()} for g in goals]
+    if name == "Navigation2D":
+        return [{"goal": g.tolist()} for g in rng.uniform(-0.5, 0.5, size=(n, 2))]
+    if family.dynamics:
+        shapes = rand_param_shapes(family.body)
+        tasks = [{} for _ in range(n)]
+        for key, base in RAND_PARAM_BASES.items():
+            exps = rng.uniform(-RAND_PARAM_LOG_RANGE, RAND_PARAM_LOG_RANGE, size=(n, *shapes[key]))
+            for task, e in zip(tasks, base**exps, strict=True):
+                task[key] = e.tolist()
+        return tasks
+    raise AssertionError(f"no sampler for {name}")
+
+
+def sample_tasks(family: str, n: int, rng: np.random.Generator, **options) -> list[dict]:
+    """Draw ``n`` tasks of ``family`` from ``rng``.
+
+    Args:
+        family: a name in :data:`FAMILIES`.
+        n: number of tasks, >= 1.
+        rng: the generator to draw from (advanced in place).
+        **options: family options, e.g. ``max_velocity=3.0`` for HalfCheetahVel.
+
+    Returns:
+        A list of ``n`` task dicts of plain Python floats and lists.
+    """
+    fam = get_family(family)
+    if not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"number of tasks must be a positive integer, got {n!r}")
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    return _sample_one_family(fam, int(n), rng, check_options(fam, options))
+
+
+SPLITS = {"train": 0, "test": 1}
+
+
+def task_split(family: str, split: str, n: int, seed: int = 0, **options) -> list[dict]:
+    """A reproducible train or test task set.
+
+    The two splits draw from independent streams of ``numpy.random.default_rng([seed, split_id])``.
+    For continuous families (velocities, goals, dynamics multipliers) the sets are disjoint with
+    probability one, and :func:`task_split` checks it; the direction families have only two tasks,
+    so both splits contain both directions.
+
+    Args:
+        family: a name in :data:`FAMILIES`.
+        split: ``"train"`` or ``"test"``.
+        n: number of tasks.
+        seed: the experiment seed.
+        **options: family options, as for :func:`sample_tasks`.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    rng = np.random.default_rng([int(seed), SPLITS[split]])
+    tasks = sample_tasks(family, n, rng, **options)
+    if not family.endswith("Dir"):
+        other = sample_tasks(family, n, np.random.default_rng([int(seed), 1 - SPLITS[split]]), **options)
+        keys = {_task_key(t) for t in other}
+        if any(_task_key(t) in keys for t in tasks):
+            raise AssertionError("train and test task sets overlap")  # probability zero
+    return tasks
+
+
+def _task_key(task: dict) -> tuple:
+    return tuple((k, np.asarray(v).tobytes()) for k, v in sorted(task.items()))
+
+
+def _check_range(fam: str, key: str, value: np.ndarray, low: float, high: float) -> None:
+    if not np.all(np.isfinite(value)) or np.any(value < low) or np.any(value > high):
+        raise ValueError(f"{fam}: task key {key!r} must lie in [{low:g}, {high:g}], got {value.tolist()}")
+
+
+def validate_task(family: str, task: dict, **options) -> dict:
+    """Check ``task`` against ``family``'s definition and return it with numpy values.
+
+    Raises:
+        ValueError: the task is not a dict, or has missing, unknown or out-of-range keys, or values
+            of the wrong shape. The message names the key and the expected range.
+    """
+    fam = get_family(family)
+    opts = check_options(fam, options)
+    if not isinstance(task, dict):
+        raise ValueError(f"{fam.name}: a task must be a dict, got {type(task).__name__}")
+    expected = _expected_keys(fam, opts)
+    missing = set(expected) - set(task)
+    unknown = set(task) - set(expected)
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing key(s) {sorted(missing)}")
+        if unknown:
+            parts.append(f"unknown key(s) {sorted(unknown)}")
+        raise ValueError(f"{fam.name}: task has {' and '.join(parts)}; expected keys {sorted(expected)}")
+    out = {}
+    for key, (shape, check) in expected.items():
+        try:
+            value = np.asarray(task[key], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{fam.name}: task key {key!r} must be numeric, got {task[key]!r}") from None
+        if value.shape != shape:
+            raise ValueError(f"{fam.name}: task key {key!r} must have shape {shape}, got {value.shape}")
+        check(fam.name, key, value)
+        out[key] = value
+    return out
+
+
+def _expected_keys(fam: Family, opts: dict) -> dict[str, tuple[tuple[int, ...], Callable]]:
+    def in_range(low, high):
+        return lambda f, k, v: _check_range(f, k, v, low, high)
+
+    def is_direction(f, k, v):
+        if v not in (-1.0, 1.0):
+            raise ValueError(f"{f}: task key {k!r} must be +1 or -1, got {v.tolist()}")
+
+    def in_disk(f, k, v):
+        if not np.all(np.isfinite(v)) or np.linalg.norm(v) > 3.0 + 1e-9:
+            raise ValueError(f"{f}: task key {k!r} must lie in the disk of radius 3, got {v.tolist()}")
+
+    name = fam.name
+    if name.endswith("Vel"):
+        return {"velocity": ((), in_range(0.0, opts.get("max_velocity", 3.0)))}
+    if name.endswith("Dir"):
+        return {"direction": ((), is_direction)}
+    if name == "AntGoal":
+        return {"goal": ((2,), in_disk)}
+    if name == "Navigation2D":
+        return {"goal": ((2,), in_range(-0.5, 0.5))}
+    shapes = rand_param_shapes(fam.body)
+    return {
+        key: (shapes[key], in_range(base**-RAND_PARAM_LOG_RANGE - 1e-12, base**RAND_PARAM_LOG_RANGE + 1e-12))
+        for key, base in RAND_PARAM_BASES.items()
+    }

@@ -1,0 +1,58 @@
+"""Headless frames of a simulation with mujoco.Renderer (EGL, falling back to OSMesa)."""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+
+
+def choose_gl_backend() -> str:
+    """Set ``MUJOCO_GL`` to ``egl`` when libEGL is present, else ``osmesa``, unless the user set it.
+
+    Must run before mujoco is first imported: MuJoCo picks its GL backend at import.
+    """
+    if "MUJOCO_GL" not in os.environ:
+        os.environ["MUJOCO_GL"] = "egl" if ctypes.util.find_library("EGL") else "osmesa"
+    return os.environ["MUJOCO_GL"]
+
+
+# (distance, elevation, lookat height) of the tracking camera per robot
+CAMERAS = {
+    "half_cheetah": (4.0, -15.0, 0.0),
+    "ant": (6.0, -30.0, 0.0),
+    "hopper": (3.5, -15.0, 0.0),
+    "walker2d": (4.5, -15.0, 0.0),
+}
+
+
+class FrameRenderer:
+    """Renders RGB frames of one robot's model from a camera tracking its torso.
+
+    Args:
+        model: the robot's model (its visual assets are used for every frame).
+        body: key of :data:`CAMERAS`.
+        width, height: frame size in pixels.
+    """
+
+    def __init__(self, model, body: str, width: int, height: int):
+        import mujoco
+
+        if width < 1 or height < 1:
+            raise ValueError(f"frame size must be positive, got {width}x{height}")
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+        self.size = (width, height)
+        self._renderer = mujoco.Renderer(model, height=height, width=width)
+        self._camera = mujoco.MjvCamera()
+        self._camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+        self._camera.trackbodyid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "torso")
+        self._camera.distance, self._camera.elevation, _ = CAMERAS[body]
+        self._camera.azimuth = 90.0
+
+    def render(self, data):
+        """``[height, width, 3]`` uint8 frame of ``data`` (forward quantities must be current)."""
+        self._renderer.update_scene(data, camera=self._camera)
+        return self._renderer.render().copy()
+
+    def close(self) -> None:
+        self._renderer.close()
