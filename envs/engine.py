@@ -78,7 +78,7 @@ class TaskVectorEnv(VectorEnv):
 
     def _make_spaces(self, obs_dim: int, low: np.ndarray, high: np.ndarray) -> None:
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float64)
-        self.single_action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        self.single_action_space = spaces.Box(low.astype(np.float32), high.astype(np.float32))
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
@@ -94,7 +94,8 @@ class TaskVectorEnv(VectorEnv):
         """
         if not isinstance(tasks, list | tuple) or len(tasks) != self.num_envs:
             got = len(tasks) if isinstance(tasks, list | tuple) else type(tasks).__name__
-            raise ValueError(f"set_tasks needs a list of {self.num_envs} tasks (one per sub-environment), got {got}")
+            raise ValueError(f"set_tasks needs a list of {self.num_envs} tasks (one per sub-environment), "
+                             f"got {got}")
         checked = []
         for i, task in enumerate(tasks):
             try:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
-from gymnasium.utils import seeding
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
+from gymnasium.utils import seeding
 
 from envs import physics
 from envs.engine import check_actions, check_horizon
@@ -91,12 +91,14 @@ class _TaskEnvMixin:
         if self._t is None:
             raise ValueError("step() called before reset(); call reset() first")
         if self._t >= self.horizon:
-            raise ValueError(f"step() called past the horizon ({self.horizon} steps) without a reset; call reset()")
+            raise ValueError(
+                f"step() called past the horizon ({self.horizon} steps) without a reset; call reset()"
+            )
         action = check_actions(action, (self.model.nu,))
         qpos, xpos = self.data.qpos[None], self.data.xpos[None]
         pos_before = physics.tracked_position(self._body, qpos, xpos)
         self.do_simulation(action, self.frame_skip)
-        qpos, qvel, xpos = self.data.qpos[None], self.data.qvel[None], self.data.xpos[None]
+        qpos, xpos = self.data.qpos[None], self.data.xpos[None]
         pos_after = physics.tracked_position(self._body, qpos, xpos)
         healthy = np.array([bool(self.is_healthy)])
         cfrc = self.data.cfrc_ext[None] if self._body == "ant" else None
