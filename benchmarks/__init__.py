@@ -1,0 +1,1 @@
+"""Benchmarks of metarl (run them with ``metarl bench ...``)."""

@@ -1,0 +1,116 @@
+"""metarl's command line: ``metarl <command> [<subcommand>] [options]``.
+
+    metarl bench envs [--families HalfCheetahVel,AntDir] [--tasks 40] [--episodes 20] [--horizon 100]
+                      [--repeats 3] [--out benchmarks/results] [--quick]
+
+Adding a command: write ``_add_<name>(subparsers)``, which declares its parser and arguments and
+sets ``func`` to a ``_cmd_<name>(args) -> int`` function, and list it in :data:`COMMANDS`. A command
+imports what it needs inside its function, so that ``metarl --help`` stays fast. A bad argument,
+whether argparse finds it or the command does (a ValueError from ``envs``, e.g. an unknown family,
+turned into :class:`UsageError`), prints one line ``metarl: error: ...`` to stderr and exits with
+code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from metarl import __version__
+
+PROG = "metarl"
+
+
+class UsageError(Exception):
+    """A bad command-line argument: reported as ``metarl: error: <message>``, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # argparse prints the usage and exits; report it as one line like every other bad argument.
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _usage_errors(fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with its ValueError turned into a :class:`UsageError`."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+# --- bench ------------------------------------------------------------------------------------------
+
+
+def _cmd_bench_envs(args: argparse.Namespace) -> int:
+    from benchmarks import envs_bench
+
+    settings = {
+        "families": args.families, "tasks": args.tasks, "episodes": args.episodes, "horizon": args.horizon,
+        "repeats": args.repeats, "quick": args.quick,
+    }
+    _usage_errors(envs_bench.check_config, **settings)  # before anything is built or run
+    envs_bench.run(**settings, out_dir=args.out)
+    return 0
+
+
+def _add_bench(subparsers) -> None:
+    bench = subparsers.add_parser("bench", help="measure speed", description="Benchmarks of metarl.")
+    kinds = bench.add_subparsers(dest="benchmark", metavar="<benchmark>", required=True)
+
+    p = kinds.add_parser(
+        "envs",
+        help="env steps/s: batched engine vs gymnasium Sync/Async vector envs vs bare physics",
+        description="Env steps per second of the batched engine (envs.make), gymnasium's SyncVectorEnv "
+        "(20 single envs) and AsyncVectorEnv (2 processes) running the same episodes, and the engine's "
+        "MuJoCo batch alone. Prints a table and writes OUT/envs-<date>-<time>.json.",
+    )
+    p.add_argument("--families", default="HalfCheetahVel,AntDir",
+                   help="comma-separated MuJoCo task families (default: %(default)s)")
+    p.add_argument("--tasks", type=int, default=40, help="train tasks (default: %(default)s)")
+    p.add_argument("--episodes", type=int, default=20, help="episodes per task (default: %(default)s)")
+    p.add_argument("--horizon", type=int, default=100, help="steps per episode (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timings per setup, median reported (default: %(default)s)")
+    p.add_argument("--out", default="benchmarks/results",
+                   help="directory of the JSON record (default: %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help="4 tasks x 5 episodes, horizon 20, 1 repeat (overrides the sizes; for tests)")
+    p.set_defaults(func=_cmd_bench_envs)
+
+
+# train, eval, render, demo: add their `_add_<name>` here.
+COMMANDS: list[Callable] = [_add_bench]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``metarl`` argument parser with every command of :data:`COMMANDS`."""
+    parser = _Parser(prog=PROG, description="Gradient-based meta-RL on batched MuJoCo task families.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for add in COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``metarl`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    Raises:
+        SystemExit: code 2 after a bad argument (one line on stderr), 0 after ``--help``.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

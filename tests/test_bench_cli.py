@@ -1,0 +1,75 @@
+"""`metarl bench envs`: the quick benchmark writes its JSON record; bad arguments exit with code 2."""
+
+import functools
+import json
+
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+import envs
+from benchmarks.envs_bench import _make_single
+from metarl.cli import main
+
+SETUPS = {"engine", "sync", "async", "physics"}
+
+
+def test_bench_envs_quick_writes_record(tmp_path, capsys):
+    assert main(["bench", "envs", "--quick", "--out", str(tmp_path)]) == 0
+
+    files = list(tmp_path.glob("envs-*.json"))
+    assert len(files) == 1
+    record = json.loads(files[0].read_text())
+    assert {"benchmark", "config", "date", "git_commit", "cpu_count", "versions", "results"} <= set(record)
+    assert set(record["versions"]) >= {"mujoco", "gymnasium", "numpy"}
+    assert record["config"]["quick"] is True
+    assert (record["config"]["tasks"], record["config"]["episodes"]) == (4, 5)
+    assert (record["config"]["horizon"], record["config"]["repeats"]) == (20, 1)
+    assert list(record["results"]) == ["HalfCheetahVel", "AntDir"]
+    for res in record["results"].values():
+        assert set(res["setups"]) == SETUPS
+        assert res["nthread"] >= 1
+        for setup in res["setups"].values():
+            assert setup["steps_per_s"] > 0
+            assert len(setup["steps_per_s_repeats"]) == 1
+            # Every setup runs the same 20 episodes of 20 steps.
+            assert setup["env_steps"] == setup["rounds"] * setup["num_envs"] * 20 == 400
+        assert res["ratios"]["best_gymnasium"] in {"sync", "async"}
+        assert res["ratios"]["engine_over_best_gymnasium"] > 0
+        assert res["ratios"]["engine_over_physics"] > 0
+    assert "steps/s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--families", "Nope"], "unknown task family 'Nope'"),
+        (["--families", "Navigation2D"], "no MuJoCo physics"),
+        (["--horizon", "0"], "horizon must be a positive integer"),
+        (["--tasks", "many"], "invalid int value"),
+    ],
+)
+def test_bench_envs_bad_arguments_exit_2(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "envs", *argv, "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith("metarl: error: ") and err.count("\n") == 1  # one line, no traceback
+    assert message in err
+    assert captured.out == ""
+    assert not any(tmp_path.iterdir())  # nothing run, nothing written
+    if "Nope" in argv:
+        assert all(name in err for name in envs.FAMILIES)  # the valid families are listed
+
+
+def test_vector_env_gives_each_sub_environment_its_task():
+    # The gymnasium setups set one task per sub-environment with set_attr("next_task", tasks).
+    tasks = [{"velocity": v} for v in (0.1, 0.2, 0.3)]
+    fns = [functools.partial(_make_single, "HalfCheetahVel", tasks[0], 5) for _ in tasks]
+    vec = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED)
+    try:
+        vec.set_attr("next_task", tasks)
+        _, info = vec.reset(seed=0)
+        assert info["task"]["velocity"].tolist() == [0.1, 0.2, 0.3]
+    finally:
+        vec.close()
