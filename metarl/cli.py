@@ -1,5 +1,6 @@
 """metarl's command line: ``metarl <command> [<subcommand>] [options]``.
 
+    metarl train CONFIG [--set key=value ...] [--seed N] [--out DIR] [--resume DIR] [--device cpu|cuda]
     metarl bench envs [--families HalfCheetahVel,AntDir] [--tasks 40] [--episodes 20] [--horizon 100]
                       [--repeats 3] [--out benchmarks/results] [--quick]
 
@@ -80,8 +81,86 @@ def _add_bench(subparsers) -> None:
     p.set_defaults(func=_cmd_bench_envs)
 
 
-# train, eval, render, demo: add their `_add_<name>` here.
-COMMANDS: list[Callable] = [_add_bench]
+# --- train ------------------------------------------------------------------------------------------
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from metarl import config
+    from metarl.trainer import Trainer, prepare_run_dir
+
+    overrides = list(args.set)
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.device is not None:
+        overrides.append(f"device={args.device}")
+    if args.resume:
+        if args.out and Path(args.out) != Path(args.resume):
+            raise UsageError("give the run directory once: --resume DIR (not also --out)")
+        out = Path(args.resume)
+        cfg = _usage_errors(prepare_run_dir, out, None, resume=True, force=False)
+        extra = [o for o in overrides if o.partition("=")[0].strip() not in ("iterations", "device")]
+        if extra:
+            raise UsageError(f"a resumed run keeps its config; only iterations and device may change, "
+                             f"got {extra}")
+        values = {**config.to_dict(cfg), **{k: v for k, v in (_parse_override(o) for o in overrides)}}
+        cfg = _usage_errors(config.from_dict, values, str(out / "config.yaml"))
+        if overrides:
+            config.dump(cfg, out / "config.yaml")
+    else:
+        if args.config is None:
+            raise UsageError("train needs a CONFIG file (or --resume DIR)")
+        cfg = _usage_errors(config.load, args.config, overrides)
+        out = Path(args.out or f"runs/{Path(args.config).stem}-seed{cfg.seed}")
+        _check_device(cfg.device)
+        cfg = _usage_errors(prepare_run_dir, out, cfg, resume=False, force=args.force)
+    _check_device(cfg.device)
+    trainer = _usage_errors(Trainer, cfg, out, resume=bool(args.resume))
+    start = trainer.iteration
+    rows = trainer.train(progress=not args.no_progress)
+    last = rows[-1] if rows else None
+    print(f"trained {cfg.family} with {cfg.algo}: iterations {start} -> {trainer.iteration}"
+          + (f", pre-adaptation return {last['pre_return']:.1f}, post-adaptation {last['post_return']:.1f}"
+             if last else ""))
+    print(f"run directory: {out}  (policy.pt, checkpoint.pt, progress.csv, config.yaml, tb/)")
+    return 0
+
+
+def _parse_override(item: str):
+    import yaml
+
+    key, _, raw = item.partition("=")
+    return key.strip(), yaml.safe_load(raw)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("device 'cuda' requested but no CUDA device is available; use --device cpu")
+
+
+def _add_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="meta-train a policy (MAML-TRPO/PPO/VPG)",
+        description="Meta-train a policy on a task family from a YAML config (see configs/). Writes "
+        "config.yaml, progress.csv, tb/, checkpoint.pt and policy.pt into the run directory.",
+    )
+    p.add_argument("config", nargs="?", help="YAML config file, e.g. configs/halfcheetah-vel.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable), e.g. --set iterations=50")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--out", help="run directory (default: runs/<config name>-seed<seed>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="device of the policy update")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
+# eval, render, demo: add their `_add_<name>` here.
+COMMANDS: list[Callable] = [_add_train, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

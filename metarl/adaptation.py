@@ -1,0 +1,99 @@
+"""The inner loop: advantages and vanilla-policy-gradient adaptation of every task at once.
+
+``adapt`` runs the per-task inner update as one ``torch.func.vmap`` over the task axis, with
+``torch.func.grad`` for the inner gradient, so it is the same code on CPU and GPU and composes with
+ordinary autograd: the meta-gradient of a loss of the adapted parameters flows back through the
+inner gradient (second order) unless ``first_order=True``. ``adapt_reference`` is the same update as
+a Python loop over tasks, kept for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.func import grad, vmap
+
+from metarl.returns import discounted_returns, gae, normalize_per_task
+from metarl.sampling import Episodes
+from policies import baselines, gaussian
+
+
+def advantages(episodes: Episodes, gamma: float, gae_lambda: float, normalize: bool = True) -> torch.Tensor:
+    """GAE advantages against a linear feature baseline fitted per task on the same episodes.
+
+    Args:
+        episodes: ``[T, E, H]`` batch.
+        gamma, gae_lambda: discount and GAE lambda.
+        normalize: standardise per task (MAML, pytorch-maml-rl).
+
+    Returns:
+        ``[T, E, H]`` float32 advantages (no gradient), zero at masked steps.
+    """
+    with torch.no_grad():
+        returns = discounted_returns(episodes.rewards, episodes.mask, gamma)
+        features = baselines.baseline_features(episodes.obs, episodes.mask)
+        coeffs = baselines.fit_linear_baseline(features, returns, episodes.mask)
+        values = baselines.predict_baseline(coeffs, features) * episodes.mask
+        adv = gae(episodes.rewards, values, episodes.mask, episodes.terminated, gamma, gae_lambda)
+        return normalize_per_task(adv, episodes.mask) if normalize else adv
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over the valid entries of ``mask`` (same shape)."""
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def vpg_loss(params: dict, obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+             activation: str = "tanh") -> torch.Tensor:
+    """Inner (REINFORCE) loss of one task: ``-mean(log pi(a|s) * A)`` over valid steps.
+
+    Args:
+        params: one task's parameters (no task axis).
+        obs: ``[E, H, obs_dim]``; actions ``[E, H, act_dim]``; adv, mask ``[E, H]``.
+    """
+    mean, log_std = gaussian.mean_log_std(params, obs, activation)
+    return -masked_mean(gaussian.log_prob(mean, log_std, actions) * adv, mask)
+
+
+def adapt(params: dict, episodes: Episodes, lr: float, steps: int = 1, first_order: bool = False, *,
+          advantages: torch.Tensor, activation: str = "tanh") -> dict:
+    """Adapt the policy to every task with ``steps`` inner gradient steps on its episodes.
+
+    Args:
+        params: shared parameters, or per task with a leading axis ``[T, ...]``.
+        episodes: the tasks' ``[T, E, H]`` episodes.
+        lr: inner learning rate.
+        steps: gradient steps on the same episodes.
+        first_order: drop the second-order term (the inner gradient is treated as a constant).
+        advantages: ``[T, E, H]`` (see :func:`advantages`).
+        activation: the policy's activation.
+
+    Returns:
+        Per-task parameters, every tensor ``[T, ...]``, differentiable w.r.t. ``params``.
+    """
+
+    def adapt_one(p, obs, actions, adv, mask):
+        for _ in range(steps):
+            g = grad(vpg_loss)(p, obs, actions, adv, mask, activation)
+            p = {k: p[k] - lr * (g[k].detach() if first_order else g[k]) for k in p}
+        return p
+
+    in_dims = (0 if gaussian.has_task_axis(params) else None, 0, 0, 0, 0)
+    return vmap(adapt_one, in_dims=in_dims)(params, episodes.obs, episodes.actions, advantages, episodes.mask)
+
+
+def adapt_reference(params: dict, episodes: Episodes, lr: float, steps: int = 1, first_order: bool = False, *,
+                    advantages: torch.Tensor, activation: str = "tanh") -> dict:
+    """:func:`adapt` as a Python loop over tasks with ``torch.autograd.grad`` (tests, benchmarks)."""
+    per_task = []
+    for t in range(episodes.num_tasks):
+        p = {k: (v[t] if gaussian.has_task_axis(params) else v) for k, v in params.items()}
+        p = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in p.items()}
+        for _ in range(steps):
+            loss = vpg_loss(p, episodes.obs[t], episodes.actions[t], advantages[t], episodes.mask[t],
+                            activation)
+            needs_graph = not first_order and torch.is_grad_enabled()
+            gs = torch.autograd.grad(loss, list(p.values()), create_graph=needs_graph)
+            p = {k: v - lr * (g.detach() if first_order else g)
+                 for (k, v), g in zip(p.items(), gs, strict=True)}
+        per_task.append(p)
+    return {k: torch.stack([p[k] for p in per_task]) for k in per_task[0]}

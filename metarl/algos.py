@@ -1,0 +1,263 @@
+"""Meta-learners sharing one core: MAML-TRPO, MAML-PPO (ProMP-style) and MAML-VPG, each optionally
+first-order. All operate on parameter dicts and ``[T, E, H]`` batches; nothing loops over tasks.
+
+The outer objective is the importance-weighted surrogate of the post-adaptation episodes, with the
+adaptation ``theta -> theta'_t`` (one :func:`metarl.adaptation.adapt` per inner step) inside it, so
+its gradient is the MAML meta-gradient (Finn et al. 2017; pytorch-maml-rl's TRPO formulation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+from metarl.adaptation import adapt
+from metarl.sampling import Episodes
+from policies import gaussian
+
+
+class MetaBatch(NamedTuple):
+    """The data of one meta-iteration.
+
+    Attributes:
+        inner: K episode batches ``[T, E, H]``: before adaptation, then after each inner step but the last.
+        inner_adv: their advantages ``[T, E, H]``.
+        outer: episodes of the adapted policies (after K inner steps).
+        outer_adv: their advantages.
+    """
+
+    inner: list[Episodes]
+    inner_adv: list[torch.Tensor]
+    outer: Episodes
+    outer_adv: torch.Tensor
+
+
+class OldPolicy(NamedTuple):
+    """The post-adaptation policy at the parameters the outer step starts from (no gradient)."""
+
+    mean: torch.Tensor  # [T, E, H, act]
+    log_std: torch.Tensor  # [T, 1, 1, act]
+    logp: torch.Tensor  # [T, E, H]
+
+
+def task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over tasks of each task's mean over its valid steps; ``x``, ``mask`` ``[T, E, H]``."""
+    per_task = (x * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp_min(1.0)
+    return per_task.mean()
+
+
+def adapted_params(params: dict, batch: MetaBatch, inner_lr: float, first_order: bool,
+                   activation: str) -> dict:
+    """Per-task parameters after one inner step on each of ``batch.inner``."""
+    p = params
+    for episodes, adv in zip(batch.inner, batch.inner_adv, strict=True):
+        p = adapt(p, episodes, inner_lr, 1, first_order, advantages=adv, activation=activation)
+    return p
+
+
+def outer_policy(params: dict, batch: MetaBatch, inner_lr: float, first_order: bool, activation: str):
+    """``(mean [T, E, H, act], log_std [T, 1, 1, act])`` of the adapted policies on the outer episodes."""
+    adapted = adapted_params(params, batch, inner_lr, first_order, activation)
+    mean, log_std = gaussian.forward(adapted, batch.outer.obs, activation)
+    return mean, log_std[:, None, None, :]
+
+
+def surrogate_and_kl(params: dict, batch: MetaBatch, old: OldPolicy | None, *, inner_lr: float,
+                     first_order: bool, activation: str, clip: float | None = None):
+    """Outer loss (minus the surrogate advantage) and mean KL(old || new) of the adapted policies.
+
+    Args:
+        params: shared policy parameters.
+        batch: the meta-iteration's data.
+        old: the policy to take ratios and KL against; ``None`` uses the current one (detached).
+        clip: PPO clipping range, or ``None`` for the plain importance-weighted surrogate.
+
+    Returns:
+        ``(loss, kl, old)``; both scalars averaged over tasks.
+    """
+    mean, log_std = outer_policy(params, batch, inner_lr, first_order, activation)
+    logp = gaussian.log_prob(mean, log_std, batch.outer.actions)
+    if old is None:
+        old = OldPolicy(mean.detach(), log_std.detach(), logp.detach())
+    ratio = torch.exp(logp - old.logp)
+    adv, mask = batch.outer_adv, batch.outer.mask
+    objective = ratio * adv
+    if clip is not None:
+        objective = torch.minimum(objective, ratio.clamp(1.0 - clip, 1.0 + clip) * adv)
+    loss = -task_mean(objective, mask)
+    kl = task_mean(gaussian.kl_divergence(old.mean, old.log_std, mean, log_std), mask)
+    return loss, kl, old
+
+
+def flatten(tensors) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def unflatten(vector: torch.Tensor, like: dict) -> dict:
+    out, i = {}, 0
+    for k, v in like.items():
+        out[k] = vector[i:i + v.numel()].view_as(v)
+        i += v.numel()
+    return out
+
+
+def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int,
+                       tol: float = 1e-10) -> torch.Tensor:
+    """Approximately solve ``A x = b`` for symmetric positive definite ``A`` given as ``matvec``."""
+    x = torch.zeros_like(b)
+    r, p = b.clone(), b.clone()
+    rr = r @ r
+    for _ in range(iters):
+        if rr < tol:
+            break
+        Ap = matvec(p)
+        alpha = rr / (p @ Ap)
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+def _outputs_to_loss_kl(mean, log_std, old: OldPolicy, batch: MetaBatch):
+    logp = gaussian.log_prob(mean, log_std, batch.outer.actions)
+    loss = -task_mean(torch.exp(logp - old.logp) * batch.outer_adv, batch.outer.mask)
+    kl = task_mean(gaussian.kl_divergence(old.mean, old.log_std, mean, log_std), batch.outer.mask)
+    return loss, kl
+
+
+def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: bool, activation: str,
+              max_kl: float, cg_iters: int, cg_damping: float, ls_max_steps: int,
+              ls_backtrack_ratio: float) -> tuple[dict, dict]:
+    """One MAML-TRPO outer step.
+
+    Natural-gradient direction by conjugate gradient on the Hessian of the mean KL of the adapted
+    policies, scaled to the KL bound, then a backtracking line search that accepts the first step
+    that lowers the loss and keeps the KL under ``max_kl``; if none does, the parameters are kept.
+
+    At the starting parameters the KL and its gradient in the policy outputs are zero, so its Hessian
+    is exactly ``J^T M J``: ``J`` the Jacobian of the adapted policies' outputs (mean, log-std) with
+    respect to the meta-parameters, through the adaptation, and ``M`` the Gaussian's Fisher
+    information in those outputs. A Hessian-vector product is then one forward-mode and one
+    reverse-mode pass through the (second-order) adaptation instead of a third-order double
+    backward; the reverse pass is linearised once and shared with the gradient.
+
+    Returns:
+        ``(new_params, stats)`` with stats ``loss_before``, ``loss_after``, ``kl``, ``ls_steps``
+        (-1 when rejected) and ``accepted``.
+    """
+    hyper = {"inner_lr": inner_lr, "first_order": first_order, "activation": activation}
+    theta = {k: v.detach() for k, v in params.items()}
+
+    def outputs(p):
+        return outer_policy(p, batch, **hyper)
+
+    (mean, log_std), pullback = torch.func.vjp(outputs, theta)
+    old = OldPolicy(mean.detach(), log_std.detach(),
+                    gaussian.log_prob(mean, log_std, batch.outer.actions).detach())
+    # dloss/doutputs at the start (first order in the outputs), pulled back to the parameters
+    out = (mean.detach().requires_grad_(), log_std.detach().requires_grad_())
+    loss, _ = _outputs_to_loss_kl(*out, old, batch)
+    g = flatten(pullback(torch.autograd.grad(loss, out))[0].values())
+
+    mask = batch.outer.mask
+    T = mask.shape[0]
+    row_weight = mask / mask.sum(dim=(1, 2), keepdim=True).clamp_min(1.0) / T  # task_mean's weights
+    mean_fisher = row_weight[..., None] * torch.exp(-2.0 * old.log_std)
+    log_std_fisher = 2.0 * row_weight.sum(dim=(1, 2))[:, None, None, None]
+
+    def fisher_vector(v: torch.Tensor) -> torch.Tensor:
+        _, (d_mean, d_log_std) = torch.func.jvp(outputs, (theta,), (unflatten(v, theta),))
+        (jt,) = pullback((mean_fisher * d_mean, log_std_fisher * d_log_std))
+        return flatten(jt.values()) + cg_damping * v
+
+    direction = conjugate_gradient(fisher_vector, g, cg_iters)
+    shs = 0.5 * (direction @ fisher_vector(direction))
+    loss_before = float(loss.detach())
+    stats = {"loss_before": loss_before, "loss_after": loss_before, "kl": 0.0, "ls_steps": -1,
+             "accepted": False}
+    if not torch.isfinite(shs) or shs <= 0:
+        return theta, stats
+    full_step = direction / torch.sqrt(shs / max_kl)
+    start = flatten(theta.values())
+    for i in range(ls_max_steps):
+        candidate = unflatten(start - ls_backtrack_ratio**i * full_step, theta)
+        with torch.no_grad():
+            new_loss, new_kl = _outputs_to_loss_kl(*outputs(candidate), old, batch)
+        if float(new_loss) < loss_before and float(new_kl) < max_kl:
+            stats.update(loss_after=float(new_loss), kl=float(new_kl), ls_steps=i, accepted=True)
+            return {k: v.clone() for k, v in candidate.items()}, stats
+    return theta, stats
+
+
+def trpo_step_reference(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: bool,
+                        activation: str, max_kl: float, cg_iters: int, cg_damping: float) -> torch.Tensor:
+    """The TRPO search direction computed the textbook way, with Hessian-vector products by double
+    backward of the KL and a per-task loop adaptation (tests and benchmarks)."""
+    from metarl.adaptation import adapt_reference
+
+    theta = {k: v.detach().requires_grad_() for k, v in params.items()}
+    leaves = list(theta.values())
+    p = theta
+    for episodes, adv in zip(batch.inner, batch.inner_adv, strict=True):
+        p = adapt_reference(p, episodes, inner_lr, 1, first_order, advantages=adv, activation=activation)
+    means, log_stds = [], []
+    for t in range(batch.outer.num_tasks):
+        m, ls = gaussian.mean_log_std({k: v[t] for k, v in p.items()}, batch.outer.obs[t], activation)
+        means.append(m)
+        log_stds.append(ls)
+    mean, log_std = torch.stack(means), torch.stack(log_stds)[:, None, None, :]
+    logp = gaussian.log_prob(mean, log_std, batch.outer.actions)
+    old = OldPolicy(mean.detach(), log_std.detach(), logp.detach())
+    loss, kl = _outputs_to_loss_kl(mean, log_std, old, batch)
+    g = flatten(torch.autograd.grad(loss, leaves, retain_graph=True))
+    kl_grad = flatten(torch.autograd.grad(kl, leaves, create_graph=True))
+
+    def hvp(v):
+        return flatten(torch.autograd.grad(kl_grad @ v, leaves, retain_graph=True)) + cg_damping * v
+
+    return conjugate_gradient(hvp, g, cg_iters)
+
+
+def first_order_policy_step(params: dict, batch: MetaBatch, optimizer: torch.optim.Optimizer, *,
+                            inner_lr: float, first_order: bool, activation: str, epochs: int,
+                            clip: float | None, inner_kl_penalty: float) -> dict:
+    """MAML-PPO (``clip`` set, several epochs) or MAML-VPG (``clip=None``, one epoch) outer step.
+
+    ``params`` are the optimizer's leaf tensors, updated in place. Every epoch re-adapts from the
+    current parameters (ProMP). The loss adds ``inner_kl_penalty`` times the KL between the
+    pre-update policy at the start of the step and the current one on the pre-update episodes
+    (ProMP's inner-step KL penalty; 0 disables it).
+
+    Returns:
+        stats: ``loss_before``, ``loss_after``, ``kl`` (outer, last epoch), ``inner_kl`` (last epoch).
+    """
+    hyper = {"inner_lr": inner_lr, "first_order": first_order, "activation": activation}
+    first = batch.inner[0]
+    with torch.no_grad():
+        pre_mean, pre_log_std = gaussian.forward(params, first.obs, activation)
+    old, stats = None, {}
+    for epoch in range(epochs):
+        loss, kl, old = surrogate_and_kl(params, batch, old, clip=clip, **hyper)
+        mean, log_std = gaussian.forward(params, first.obs, activation)
+        inner_kl = task_mean(gaussian.kl_divergence(pre_mean, pre_log_std, mean, log_std), first.mask)
+        total = loss + inner_kl_penalty * inner_kl
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        if epoch == 0:
+            stats["loss_before"] = float(loss)
+        stats.update(loss_after=float(loss), kl=float(kl), inner_kl=float(inner_kl))
+    return stats
+
+
+def adapt_penalty(penalty: float, inner_kl: float, target: float) -> float:
+    """ProMP's adaptive KL coefficient: halve below target / 1.5, double above target * 1.5."""
+    if inner_kl < target / 1.5:
+        return penalty / 2.0
+    if inner_kl > target * 1.5:
+        return penalty * 2.0
+    return penalty

@@ -1,0 +1,187 @@
+"""Experiment configuration: a dataclass whose every field is documented, loaded strictly from YAML.
+
+Defaults and their provenance: meta-batch 40, 20 episodes per task, inner lr 0.1, one inner step,
+max KL 0.01, 10 CG iterations, CG damping 1e-5, line search 15 x 0.8, gamma 0.99, lambda 1.0 (MAML
+paper, Finn et al. 2017, and pytorch-maml-rl); PPO outer lr 1e-3, 5 epochs, clip 0.3, inner KL
+target 0.01 with initial penalty 5e-4 (ProMP, Rothfuss et al. 2019); 64x64 tanh policy
+(pytorch-maml-rl, ProMP).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ALGOS = ("trpo", "ppo", "vpg")
+
+
+@dataclass
+class Config:
+    family: str = "HalfCheetahVel"
+    """task family (see envs.FAMILIES)"""
+    family_options: dict = field(default_factory=dict)
+    """family options, e.g. {max_velocity: 3.0} or {terminate_when_unhealthy: false}"""
+    algo: str = "trpo"
+    """outer optimiser: trpo (MAML-TRPO), ppo (MAML-PPO, ProMP-style) or vpg (MAML-VPG)"""
+    first_order: bool = False
+    """first-order MAML: drop the second-order term of the meta-gradient"""
+    iterations: int = 500
+    """meta-iterations (outer steps)"""
+    meta_batch_size: int = 40
+    """tasks per meta-iteration"""
+    episodes_per_task: int = 20
+    """episodes sampled per task, before and after adaptation"""
+    horizon: int | None = None
+    """episode length; null uses the family's (200 locomotion, 100 navigation)"""
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    """policy hidden layer sizes"""
+    activation: str = "tanh"
+    """policy hidden activation: tanh or relu"""
+    init_std: float = 1.0
+    """initial standard deviation of the Gaussian policy"""
+    inner_lr: float = 0.1
+    """inner (adaptation) step size"""
+    inner_steps: int = 1
+    """inner gradient steps, each on freshly sampled episodes"""
+    gamma: float = 0.99
+    """discount"""
+    gae_lambda: float = 1.0
+    """GAE lambda"""
+    max_kl: float = 0.01
+    """TRPO: bound on the mean KL of the adapted policies"""
+    cg_iters: int = 10
+    """TRPO: conjugate-gradient iterations"""
+    cg_damping: float = 1e-5
+    """TRPO: damping added to the KL Hessian"""
+    ls_max_steps: int = 15
+    """TRPO: line-search steps"""
+    ls_backtrack_ratio: float = 0.8
+    """TRPO: line-search shrink factor"""
+    outer_lr: float = 1e-3
+    """PPO/VPG: Adam learning rate"""
+    ppo_epochs: int = 5
+    """PPO: optimisation epochs per meta-iteration (re-adapting each epoch)"""
+    ppo_clip: float = 0.3
+    """PPO: clipping range of the likelihood ratio"""
+    inner_kl_penalty: float = 5e-4
+    """PPO: initial coefficient of the inner-step KL penalty (0 disables it)"""
+    inner_kl_target: float = 0.01
+    """PPO: target of the inner-step KL for the adaptive penalty"""
+    seed: int = 0
+    """seed of tasks, initial states, action noise and initial weights"""
+    device: str = "cpu"
+    """device of the policy update: cpu or cuda (sampling runs on the CPU)"""
+    nthread: int = 0
+    """simulation threads; 0 uses every core"""
+    checkpoint_every: int = 10
+    """write DIR/checkpoint.pt every this many iterations (and at exit)"""
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+
+
+def _type_ok(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin or hint)
+
+
+def _type_name(hint) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def check(cfg: Config) -> Config:
+    """Validate types and ranges of every field; a ValueError names the field and the rule."""
+    for name, hint in _HINTS.items():
+        value = getattr(cfg, name)
+        if not _type_ok(value, hint):
+            raise ValueError(f"config key {name!r} must be {_type_name(hint)}, got {value!r}")
+    import envs
+
+    envs.get_family(cfg.family)
+    rules = [
+        (cfg.algo in ALGOS, "algo", f"must be one of {', '.join(ALGOS)}"),
+        (cfg.iterations >= 1, "iterations", "must be >= 1"),
+        (cfg.meta_batch_size >= 1, "meta_batch_size", "must be >= 1 (number of tasks)"),
+        (cfg.episodes_per_task >= 1, "episodes_per_task", "must be >= 1"),
+        (cfg.horizon is None or cfg.horizon >= 1, "horizon", "must be >= 1 or null"),
+        (len(cfg.hidden_sizes) >= 1 and min(cfg.hidden_sizes) >= 1, "hidden_sizes", "must be positive sizes"),
+        (cfg.activation in ("tanh", "relu"), "activation", "must be tanh or relu"),
+        (cfg.init_std > 0, "init_std", "must be > 0"),
+        (cfg.inner_lr > 0, "inner_lr", "must be > 0"),
+        (cfg.inner_steps >= 1, "inner_steps", "must be >= 1"),
+        (0 <= cfg.gamma <= 1, "gamma", "must be in [0, 1]"),
+        (0 <= cfg.gae_lambda <= 1, "gae_lambda", "must be in [0, 1]"),
+        (cfg.max_kl > 0, "max_kl", "must be > 0"),
+        (cfg.cg_iters >= 1, "cg_iters", "must be >= 1"),
+        (cfg.cg_damping >= 0, "cg_damping", "must be >= 0"),
+        (cfg.ls_max_steps >= 1, "ls_max_steps", "must be >= 1"),
+        (0 < cfg.ls_backtrack_ratio < 1, "ls_backtrack_ratio", "must be in (0, 1)"),
+        (cfg.outer_lr > 0, "outer_lr", "must be > 0"),
+        (cfg.ppo_epochs >= 1, "ppo_epochs", "must be >= 1"),
+        (0 < cfg.ppo_clip < 1, "ppo_clip", "must be in (0, 1)"),
+        (cfg.inner_kl_penalty >= 0, "inner_kl_penalty", "must be >= 0"),
+        (cfg.inner_kl_target > 0, "inner_kl_target", "must be > 0"),
+        (cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "device", "must be cpu or cuda"),
+        (cfg.nthread >= 0, "nthread", "must be >= 0"),
+        (cfg.checkpoint_every >= 1, "checkpoint_every", "must be >= 1"),
+    ]
+    for ok, name, rule in rules:
+        if not ok:
+            raise ValueError(f"config key {name!r} {rule}, got {getattr(cfg, name)!r}")
+    envs.families.check_options(envs.get_family(cfg.family), cfg.family_options)
+    return cfg
+
+
+def from_dict(values: dict, source: str = "config") -> Config:
+    """A checked :class:`Config` from a mapping; unknown keys are an error that names them."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: expected a mapping of config keys, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"{source}: unknown config key(s) {unknown}; valid keys: {', '.join(FIELDS)}")
+    return check(Config(**values))
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (safe loader) and apply ``key=value`` overrides (values parsed as YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {str(path)!r} must hold a mapping of keys, "
+                         f"got {type(values).__name__}")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        values[key.strip()] = yaml.safe_load(raw)
+    return from_dict(values, source=str(path))
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def dump(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -1,0 +1,133 @@
+"""Rolling out episodes of many tasks at once on the batched engine."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+import envs
+from policies import gaussian
+
+
+class Episodes(NamedTuple):
+    """E episodes of each of T tasks, padded to the horizon H.
+
+    Attributes:
+        obs: ``[T, E, H, obs_dim]`` float32, the observation each action was taken in.
+        actions: ``[T, E, H, act_dim]`` float32.
+        rewards: ``[T, E, H]`` float32 (0 after an episode ended).
+        mask: ``[T, E, H]`` float32, 1 for steps that were taken.
+        terminated: ``[T, E, H]`` bool, True at a terminal step (no bootstrap after it).
+        truncated: ``[T, E, H]`` bool, True at the step cut by the horizon.
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    mask: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+
+    @property
+    def num_tasks(self) -> int:
+        return self.obs.shape[0]
+
+    def returns_per_task(self) -> torch.Tensor:
+        """``[T]`` mean undiscounted episode return of each task."""
+        return self.rewards.sum(-1).mean(-1)
+
+    def to(self, device) -> Episodes:
+        return Episodes(*(x.to(device) for x in self))
+
+
+class Sampler:
+    """Samples ``episodes_per_task`` episodes for each of ``num_tasks`` tasks on one batched engine.
+
+    The engine holds ``num_tasks * episodes_per_task`` simulations, task-major (simulation
+    ``t * E + e`` runs episode ``e`` of task ``t``). Every call to :meth:`sample` draws its
+    initial-state seed and its action-noise seed from one generator seeded with ``seed``, so a run
+    is reproducible from its seed; :meth:`state` / :meth:`load_state` carry that generator over a
+    resume.
+
+    Args:
+        family: task family name.
+        num_tasks: T.
+        episodes_per_task: E.
+        horizon: H (default: the family's).
+        seed: the sampler's seed.
+        activation: the policy's hidden activation.
+        nthread: engine threads (0: all cores).
+        **options: family options.
+    """
+
+    def __init__(self, family: str, num_tasks: int, episodes_per_task: int, horizon: int | None = None,
+                 seed: int = 0, activation: str = "tanh", nthread: int = 0, **options):
+        self.num_tasks, self.episodes_per_task = int(num_tasks), int(episodes_per_task)
+        self.env = envs.make(family, self.num_tasks * self.episodes_per_task, horizon=horizon,
+                             nthread=nthread, **options)
+        self.horizon = self.env.horizon
+        self.activation = activation
+        self.obs_dim = self.env.single_observation_space.shape[0]
+        self.act_dim = self.env.single_action_space.shape[0]
+        self.rng = np.random.default_rng(seed)
+
+    def state(self) -> dict:
+        """The generator state, to resume reproducibly."""
+        return self.rng.bit_generator.state
+
+    def load_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    def sample(self, params: dict[str, torch.Tensor], tasks: list[dict],
+               deterministic: bool = False) -> Episodes:
+        """Roll out E episodes of each task.
+
+        Args:
+            params: policy parameters, shared or with a leading task axis ``[T, ...]``.
+            tasks: T task dicts.
+            deterministic: act with the policy mean (no noise).
+
+        Returns:
+            :class:`Episodes` on the CPU.
+        """
+        T, E, H = self.num_tasks, self.episodes_per_task, self.horizon
+        if len(tasks) != T:
+            raise ValueError(f"sampler was built for {T} tasks, got {len(tasks)}")
+        params = {k: v.detach().cpu() for k, v in params.items()}
+        if not gaussian.has_task_axis(params):
+            params = gaussian.expand_to_tasks(params, T)
+        reset_seed = int(self.rng.integers(2**31))
+        noise_gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+        self.env.set_tasks([task for task in tasks for _ in range(E)])
+        obs_np, _ = self.env.reset(seed=reset_seed)
+
+        obs = torch.zeros(H, T, E, self.obs_dim)
+        actions = torch.zeros(H, T, E, self.act_dim)
+        rewards = torch.zeros(H, T, E)
+        mask = torch.zeros(H, T, E)
+        terminated = torch.zeros(H, T, E, dtype=torch.bool)
+        truncated = torch.zeros(H, T, E, dtype=torch.bool)
+        with torch.no_grad():
+            for h in range(H):
+                o = torch.as_tensor(obs_np, dtype=torch.float32).view(T, E, self.obs_dim)
+                mean, log_std = gaussian.forward(params, o, self.activation)
+                if deterministic:
+                    a = mean
+                else:
+                    noise = torch.randn(mean.shape, generator=noise_gen)
+                    a = gaussian.sample(mean, log_std[:, None, :], noise)
+                obs_np, r, term, trunc, info = self.env.step(a.reshape(T * E, self.act_dim).double().numpy())
+                obs[h], actions[h] = o, a
+                rewards[h] = torch.as_tensor(r, dtype=torch.float32).view(T, E)
+                mask[h] = torch.as_tensor(info["active"], dtype=torch.float32).view(T, E)
+                terminated[h] = torch.as_tensor(term & info["active"]).view(T, E)
+                truncated[h] = torch.as_tensor(trunc & info["active"]).view(T, E)
+                if not (~(term | trunc)).any():
+                    break
+
+        def tem(x):  # [H, T, E, ...] -> [T, E, H, ...]
+            return x.movedim(0, 2).contiguous()
+
+        return Episodes(tem(obs), tem(actions), tem(rewards), tem(mask), tem(terminated), tem(truncated))

@@ -1,0 +1,248 @@
+"""Meta-training loop: sample, adapt, sample again, outer step, log, checkpoint.
+
+Writes into the run directory:
+
+- ``config.yaml``: the resolved configuration;
+- ``progress.csv``: one row per iteration (iteration, env_steps, pre_return, post_return, kl, ...);
+- ``tb/``: the same metrics for TensorBoard (``charts/``, ``losses/``, ``time/``);
+- ``checkpoint.pt``: everything needed to resume (every ``checkpoint_every`` iterations and at exit);
+- ``policy.pt``: the meta-policy's weights with its shape and family (:func:`policies.load_policy`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import envs
+from metarl import algos, config
+from metarl.adaptation import adapt, advantages
+from metarl.sampling import Sampler
+from policies import gaussian
+
+CSV_FIELDS = [
+    "iteration", "env_steps", "pre_return", "post_return", "kl", "loss_before", "loss_after", "accepted",
+    "inner_kl_penalty", "time_sampling", "time_adapt", "time_outer", "time_total", "wall_clock",
+]
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def policy_meta(cfg: config.Config, obs_dim: int, act_dim: int) -> dict:
+    return {
+        "family": cfg.family, "family_options": dict(cfg.family_options), "obs_dim": obs_dim,
+        "act_dim": act_dim, "hidden_sizes": list(cfg.hidden_sizes), "activation": cfg.activation,
+        "inner_lr": cfg.inner_lr, "horizon": cfg.horizon,
+    }
+
+
+class Trainer:
+    """Meta-trains a policy on ``cfg.family`` into ``out_dir`` (see module docstring).
+
+    Args:
+        cfg: a checked :class:`metarl.config.Config`.
+        out_dir: the run directory.
+        resume: continue the run in ``out_dir`` from its checkpoint (its config.yaml is used).
+    """
+
+    def __init__(self, cfg: config.Config, out_dir: str | Path, resume: bool = False):
+        self.cfg, self.out = cfg, Path(out_dir)
+        self.device = torch.device(cfg.device)
+        opts = dict(cfg.family_options)
+        self.sampler = Sampler(cfg.family, cfg.meta_batch_size, cfg.episodes_per_task, cfg.horizon,
+                               seed=cfg.seed, activation=cfg.activation, nthread=cfg.nthread, **opts)
+        self.task_rng = np.random.default_rng([cfg.seed, 2])
+        init_gen = torch.Generator().manual_seed(cfg.seed)
+        params = gaussian.init_params(self.sampler.obs_dim, self.sampler.act_dim, tuple(cfg.hidden_sizes),
+                                      init_std=cfg.init_std, generator=init_gen)
+        self.params = {k: v.to(self.device).requires_grad_() for k, v in params.items()}
+        self.optimizer = None
+        if cfg.algo != "trpo":
+            self.optimizer = torch.optim.Adam(list(self.params.values()), lr=cfg.outer_lr)
+        self.penalty = cfg.inner_kl_penalty if cfg.algo == "ppo" else 0.0
+        self.iteration, self.env_steps, self.wall_clock = 0, 0, 0.0
+        if resume:
+            self._load_checkpoint()
+
+    # --- state ---------------------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {
+            "iteration": self.iteration, "env_steps": self.env_steps, "wall_clock": self.wall_clock,
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "penalty": self.penalty,
+            "sampler_rng": self.sampler.state(), "task_rng": self.task_rng.bit_generator.state,
+            "config": config.to_dict(self.cfg),
+        }
+
+    def _load_checkpoint(self) -> None:
+        path = self.out / "checkpoint.pt"
+        if not path.is_file():
+            raise ValueError(f"cannot resume: {str(path)!r} not found")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.no_grad():
+            for k, v in self.params.items():
+                v.copy_(state["params"][k])
+        if self.optimizer is not None and state["optimizer"] is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.penalty = state["penalty"]
+        self.sampler.load_state(state["sampler_rng"])
+        self.task_rng.bit_generator.state = state["task_rng"]
+        self.iteration, self.env_steps = state["iteration"], state["env_steps"]
+        self.wall_clock = state["wall_clock"]
+
+    def save(self) -> None:
+        _atomic_save(self.state(), self.out / "checkpoint.pt")
+        meta = policy_meta(self.cfg, self.sampler.obs_dim, self.sampler.act_dim)
+        weights = {k: v.detach().cpu() for k, v in self.params.items()}
+        gaussian.save_policy(self.out / "policy.pt", weights, meta)
+
+    # --- one meta-iteration -------------------------------------------------------------------------
+
+    def step(self) -> dict:
+        """Run one meta-iteration and return its metrics."""
+        cfg, t_start = self.cfg, time.perf_counter()
+        tasks = envs.sample_tasks(cfg.family, cfg.meta_batch_size, self.task_rng, **cfg.family_options)
+        t_sampling = t_adapt = 0.0
+        inner, inner_adv = [], []
+        current = {k: v.detach() for k, v in self.params.items()}
+        for k in range(cfg.inner_steps + 1):
+            t0 = time.perf_counter()
+            episodes = self.sampler.sample(current, tasks)
+            t_sampling += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            episodes = episodes.to(self.device)
+            adv = advantages(episodes, cfg.gamma, cfg.gae_lambda)
+            if k < cfg.inner_steps:
+                inner.append(episodes)
+                inner_adv.append(adv)
+                with torch.no_grad():
+                    current = adapt(current, episodes, cfg.inner_lr, 1, True, advantages=adv,
+                                    activation=cfg.activation)
+            t_adapt += time.perf_counter() - t0
+            self.env_steps += int(episodes.mask.sum())
+        batch = algos.MetaBatch(inner, inner_adv, episodes, adv)
+
+        t0 = time.perf_counter()
+        hyper = {"inner_lr": cfg.inner_lr, "first_order": cfg.first_order, "activation": cfg.activation}
+        if cfg.algo == "trpo":
+            new, stats = algos.trpo_step(
+                self.params, batch, **hyper, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters,
+                cg_damping=cfg.cg_damping, ls_max_steps=cfg.ls_max_steps,
+                ls_backtrack_ratio=cfg.ls_backtrack_ratio,
+            )
+            with torch.no_grad():
+                for k, v in self.params.items():
+                    v.copy_(new[k])
+        else:
+            ppo = cfg.algo == "ppo"
+            stats = algos.first_order_policy_step(
+                self.params, batch, self.optimizer, **hyper, epochs=cfg.ppo_epochs if ppo else 1,
+                clip=cfg.ppo_clip if ppo else None, inner_kl_penalty=self.penalty,
+            )
+            stats["accepted"] = True
+            if ppo:
+                self.penalty = algos.adapt_penalty(self.penalty, stats["inner_kl"], cfg.inner_kl_target)
+        t_outer = time.perf_counter() - t0
+        total = time.perf_counter() - t_start
+        self.iteration += 1
+        self.wall_clock += total
+        return {
+            "iteration": self.iteration, "env_steps": self.env_steps,
+            "pre_return": float(inner[0].returns_per_task().mean()),
+            "post_return": float(episodes.returns_per_task().mean()),
+            "kl": stats["kl"], "loss_before": stats["loss_before"], "loss_after": stats["loss_after"],
+            "accepted": int(stats["accepted"]), "inner_kl_penalty": self.penalty,
+            "time_sampling": t_sampling, "time_adapt": t_adapt, "time_outer": t_outer, "time_total": total,
+            "wall_clock": self.wall_clock,
+        }
+
+    # --- the loop ------------------------------------------------------------------------------------
+
+    def train(self, progress: bool = True) -> list[dict]:
+        """Run the remaining iterations, logging and checkpointing; returns the new rows."""
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm import tqdm
+
+        csv_path = self.out / "progress.csv"
+        new_file = not csv_path.exists()
+        rows = []
+        writer = SummaryWriter(str(self.out / "tb"), purge_step=self.iteration + 1)
+        bar = tqdm(total=self.cfg.iterations, initial=self.iteration, disable=not progress,
+                   desc=f"{self.cfg.algo} {self.cfg.family}", unit="it", dynamic_ncols=True)
+        try:
+            with open(csv_path, "a", newline="") as f:
+                log = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+                if new_file:
+                    log.writeheader()
+                while self.iteration < self.cfg.iterations:
+                    row = self.step()
+                    rows.append(row)
+                    log.writerow(row)
+                    f.flush()
+                    self._tensorboard(writer, row)
+                    bar.set_postfix(pre=f"{row['pre_return']:.1f}", post=f"{row['post_return']:.1f}",
+                                    kl=f"{row['kl']:.4f}")
+                    bar.update(1)
+                    if self.iteration % self.cfg.checkpoint_every == 0:
+                        self.save()
+        finally:
+            bar.close()
+            writer.close()
+            self.save()
+        return rows
+
+    @staticmethod
+    def _tensorboard(writer, row: dict) -> None:
+        it = row["iteration"]
+        for key in ("pre_return", "post_return"):
+            writer.add_scalar(f"charts/{key}", row[key], it)
+        writer.add_scalar("charts/env_steps", row["env_steps"], it)
+        for key in ("kl", "loss_before", "loss_after", "inner_kl_penalty"):
+            writer.add_scalar(f"losses/{key}", row[key], it)
+        for key in ("time_sampling", "time_adapt", "time_outer", "time_total"):
+            writer.add_scalar(f"time/{key}", row[key], it)
+
+
+def prepare_run_dir(out_dir: str | Path, cfg: config.Config | None, resume: bool,
+                    force: bool) -> config.Config:
+    """Create or check the run directory; returns the config to use (the saved one when resuming).
+
+    Raises:
+        ValueError: the directory exists without ``resume``/``force``, or ``resume`` without a
+            checkpoint, or it cannot be written. Nothing is written before these checks pass.
+    """
+    out = Path(out_dir)
+    if resume:
+        if not (out / "checkpoint.pt").is_file():
+            raise ValueError(f"cannot resume: no checkpoint.pt in {str(out)!r}")
+        saved = config.load(out / "config.yaml")
+        return saved
+    if out.exists() and any(out.iterdir()) and not force:
+        raise ValueError(f"output directory {str(out)!r} already exists; pass --resume to continue it "
+                         "or --force to overwrite it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write to output directory {str(out)!r}: {e.strerror}") from None
+    if force:
+        for name in ("progress.csv", "checkpoint.pt", "policy.pt"):
+            (out / name).unlink(missing_ok=True)
+    config.dump(cfg, out / "config.yaml")
+    return cfg
