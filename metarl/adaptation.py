@@ -54,9 +54,37 @@ def vpg_loss(params: dict, obs: torch.Tensor, actions: torch.Tensor, adv: torch.
     return -masked_mean(gaussian.log_prob(mean, log_std, actions) * adv, mask)
 
 
+def inner_update(params: dict, loss_fn, task_data: tuple, lr: float, steps: int = 1,
+                 first_order: bool = False, per_task: bool = False) -> dict:
+    """Model-agnostic inner loop: ``steps`` gradient steps on each task's loss, all tasks at once.
+
+    Args:
+        params: shared parameters, or per task with a leading axis ``[T, ...]``.
+        loss_fn: ``loss_fn(params, *data) -> scalar`` for one task (no task axis anywhere).
+        task_data: tensors with a leading task axis ``[T, ...]``, passed to ``loss_fn`` task by task.
+        lr: inner learning rate.
+        steps: gradient steps.
+        first_order: treat the inner gradient as a constant (first-order MAML).
+        per_task: ``params`` already carry the task axis.
+
+    Returns:
+        Per-task parameters ``[T, ...]``, differentiable w.r.t. ``params`` (second order unless
+        ``first_order``).
+    """
+
+    def update_one(p, *data):
+        for _ in range(steps):
+            g = grad(loss_fn)(p, *data)
+            p = {k: p[k] - lr * (g[k].detach() if first_order else g[k]) for k in p}
+        return p
+
+    in_dims = (0 if per_task else None,) + (0,) * len(task_data)
+    return vmap(update_one, in_dims=in_dims)(params, *task_data)
+
+
 def adapt(params: dict, episodes: Episodes, lr: float, steps: int = 1, first_order: bool = False, *,
           advantages: torch.Tensor, activation: str = "tanh") -> dict:
-    """Adapt the policy to every task with ``steps`` inner gradient steps on its episodes.
+    """Adapt the policy to every task with ``steps`` inner VPG steps on its episodes.
 
     Args:
         params: shared parameters, or per task with a leading axis ``[T, ...]``.
@@ -71,14 +99,11 @@ def adapt(params: dict, episodes: Episodes, lr: float, steps: int = 1, first_ord
         Per-task parameters, every tensor ``[T, ...]``, differentiable w.r.t. ``params``.
     """
 
-    def adapt_one(p, obs, actions, adv, mask):
-        for _ in range(steps):
-            g = grad(vpg_loss)(p, obs, actions, adv, mask, activation)
-            p = {k: p[k] - lr * (g[k].detach() if first_order else g[k]) for k in p}
-        return p
+    def loss(p, obs, actions, adv, mask):
+        return vpg_loss(p, obs, actions, adv, mask, activation)
 
-    in_dims = (0 if gaussian.has_task_axis(params) else None, 0, 0, 0, 0)
-    return vmap(adapt_one, in_dims=in_dims)(params, episodes.obs, episodes.actions, advantages, episodes.mask)
+    data = (episodes.obs, episodes.actions, advantages, episodes.mask)
+    return inner_update(params, loss, data, lr, steps, first_order, gaussian.has_task_axis(params))
 
 
 def adapt_reference(params: dict, episodes: Episodes, lr: float, steps: int = 1, first_order: bool = False, *,

@@ -176,7 +176,18 @@ def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: b
 
     direction = conjugate_gradient(fisher_vector, g, cg_iters)
     shs = 0.5 * (direction @ fisher_vector(direction))
-    loss_before = float(loss.detach())
+
+    def evaluate(candidate):
+        with torch.no_grad():
+            return _outputs_to_loss_kl(*outputs(candidate), old, batch)
+
+    return _line_search(theta, direction, shs, float(loss.detach()), evaluate, max_kl, ls_max_steps,
+                        ls_backtrack_ratio)
+
+
+def _line_search(theta: dict, direction: torch.Tensor, shs: torch.Tensor, loss_before: float, evaluate,
+                 max_kl: float, ls_max_steps: int, ls_backtrack_ratio: float) -> tuple[dict, dict]:
+    """Backtracking along ``direction`` scaled to the KL bound; keeps ``theta`` if no step passes."""
     stats = {"loss_before": loss_before, "loss_after": loss_before, "kl": 0.0, "ls_steps": -1,
              "accepted": False}
     if not torch.isfinite(shs) or shs <= 0:
@@ -185,8 +196,7 @@ def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: b
     start = flatten(theta.values())
     for i in range(ls_max_steps):
         candidate = unflatten(start - ls_backtrack_ratio**i * full_step, theta)
-        with torch.no_grad():
-            new_loss, new_kl = _outputs_to_loss_kl(*outputs(candidate), old, batch)
+        new_loss, new_kl = evaluate(candidate)
         if float(new_loss) < loss_before and float(new_kl) < max_kl:
             stats.update(loss_after=float(new_loss), kl=float(new_kl), ls_steps=i, accepted=True)
             return {k: v.clone() for k, v in candidate.items()}, stats
@@ -194,22 +204,23 @@ def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: b
 
 
 def trpo_step_reference(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: bool,
-                        activation: str, max_kl: float, cg_iters: int, cg_damping: float) -> torch.Tensor:
-    """The TRPO search direction computed the textbook way, with Hessian-vector products by double
-    backward of the KL and a per-task loop adaptation (tests and benchmarks)."""
+                        activation: str, max_kl: float, cg_iters: int, cg_damping: float,
+                        ls_max_steps: int, ls_backtrack_ratio: float) -> tuple[dict, dict, torch.Tensor]:
+    """:func:`trpo_step` the textbook way, for tests and benchmarks: adaptation and policy evaluation
+    in a Python loop over tasks, Hessian-vector products by double backward of the KL (as
+    pytorch-maml-rl). Returns ``(new_params, stats, direction)``."""
     from metarl.adaptation import adapt_reference
+
+    def outputs(p):
+        for episodes, adv in zip(batch.inner, batch.inner_adv, strict=True):
+            p = adapt_reference(p, episodes, inner_lr, 1, first_order, advantages=adv, activation=activation)
+        per_task = [gaussian.mean_log_std({k: v[t] for k, v in p.items()}, batch.outer.obs[t], activation)
+                    for t in range(batch.outer.num_tasks)]
+        return torch.stack([m for m, _ in per_task]), torch.stack([s for _, s in per_task])[:, None, None, :]
 
     theta = {k: v.detach().requires_grad_() for k, v in params.items()}
     leaves = list(theta.values())
-    p = theta
-    for episodes, adv in zip(batch.inner, batch.inner_adv, strict=True):
-        p = adapt_reference(p, episodes, inner_lr, 1, first_order, advantages=adv, activation=activation)
-    means, log_stds = [], []
-    for t in range(batch.outer.num_tasks):
-        m, ls = gaussian.mean_log_std({k: v[t] for k, v in p.items()}, batch.outer.obs[t], activation)
-        means.append(m)
-        log_stds.append(ls)
-    mean, log_std = torch.stack(means), torch.stack(log_stds)[:, None, None, :]
+    mean, log_std = outputs(theta)
     logp = gaussian.log_prob(mean, log_std, batch.outer.actions)
     old = OldPolicy(mean.detach(), log_std.detach(), logp.detach())
     loss, kl = _outputs_to_loss_kl(mean, log_std, old, batch)
@@ -219,7 +230,19 @@ def trpo_step_reference(params: dict, batch: MetaBatch, *, inner_lr: float, firs
     def hvp(v):
         return flatten(torch.autograd.grad(kl_grad @ v, leaves, retain_graph=True)) + cg_damping * v
 
-    return conjugate_gradient(hvp, g, cg_iters)
+    direction = conjugate_gradient(hvp, g, cg_iters)
+    shs = 0.5 * (direction @ hvp(direction))
+
+    def evaluate(candidate):
+        # the loop adaptation needs autograd for its inner gradient, so no torch.no_grad here
+        cand = {k: v.detach().requires_grad_() for k, v in candidate.items()}
+        new_loss, new_kl = _outputs_to_loss_kl(*outputs(cand), old, batch)
+        return new_loss.detach(), new_kl.detach()
+
+    start = {k: v.detach() for k, v in theta.items()}
+    new, stats = _line_search(start, direction.detach(), shs.detach(), float(loss.detach()), evaluate,
+                              max_kl, ls_max_steps, ls_backtrack_ratio)
+    return new, stats, direction.detach()
 
 
 def first_order_policy_step(params: dict, batch: MetaBatch, optimizer: torch.optim.Optimizer, *,
@@ -249,8 +272,8 @@ def first_order_policy_step(params: dict, batch: MetaBatch, optimizer: torch.opt
         total.backward()
         optimizer.step()
         if epoch == 0:
-            stats["loss_before"] = float(loss)
-        stats.update(loss_after=float(loss), kl=float(kl), inner_kl=float(inner_kl))
+            stats["loss_before"] = float(loss.detach())
+        stats.update(loss_after=float(loss.detach()), kl=float(kl.detach()), inner_kl=float(inner_kl.detach()))
     return stats
 
 

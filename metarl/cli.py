@@ -1,6 +1,7 @@
 """metarl's command line: ``metarl <command> [<subcommand>] [options]``.
 
     metarl train CONFIG [--set key=value ...] [--seed N] [--out DIR] [--resume DIR] [--device cpu|cuda]
+    metarl bench update [--tasks 40] [--episodes 20] [--horizon 100] [--repeats 3] [--quick]
     metarl bench envs [--families HalfCheetahVel,AntDir] [--tasks 40] [--episodes 20] [--horizon 100]
                       [--repeats 3] [--out benchmarks/results] [--quick]
 
@@ -79,6 +80,32 @@ def _add_bench(subparsers) -> None:
     p.add_argument("--quick", action="store_true",
                    help="4 tasks x 5 episodes, horizon 20, 1 repeat (overrides the sizes; for tests)")
     p.set_defaults(func=_cmd_bench_envs)
+
+    p = kinds.add_parser(
+        "update",
+        help="MAML-TRPO outer step (vmapped vs per-task loop) and one full meta-iteration",
+        description="Seconds of one MAML-TRPO outer step on HalfCheetahVel for the vmapped learner and a "
+        "per-task loop reference on the same batch, and one full meta-iteration split into sampling, "
+        "adaptation and outer step. Prints a summary and writes OUT/update-<date>-<time>.json.",
+    )
+    p.add_argument("--tasks", type=int, default=40, help="tasks (default: %(default)s)")
+    p.add_argument("--episodes", type=int, default=20, help="episodes per task (default: %(default)s)")
+    p.add_argument("--horizon", type=int, default=100, help="steps per episode (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="timings, median reported (default: %(default)s)")
+    p.add_argument("--out", default="benchmarks/results", help="directory of the JSON record")
+    p.add_argument("--quick", action="store_true", help="4 tasks x 4 episodes, horizon 20, 1 repeat (tests)")
+    p.set_defaults(func=_cmd_bench_update)
+
+
+def _cmd_bench_update(args: argparse.Namespace) -> int:
+    from benchmarks import update_bench
+
+    for name in ("tasks", "episodes", "horizon", "repeats"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    update_bench.run(tasks=args.tasks, episodes=args.episodes, horizon=args.horizon, repeats=args.repeats,
+                     out_dir=args.out, quick=args.quick)
+    return 0
 
 
 # --- train ------------------------------------------------------------------------------------------

@@ -112,9 +112,13 @@ class Trainer:
 
     # --- one meta-iteration -------------------------------------------------------------------------
 
-    def step(self) -> dict:
-        """Run one meta-iteration and return its metrics."""
-        cfg, t_start = self.cfg, time.perf_counter()
+    def collect(self) -> tuple[algos.MetaBatch, float, float]:
+        """Sample this iteration's tasks before and after each inner step.
+
+        Returns:
+            ``(batch, time_sampling, time_adapt)``.
+        """
+        cfg = self.cfg
         tasks = envs.sample_tasks(cfg.family, cfg.meta_batch_size, self.task_rng, **cfg.family_options)
         t_sampling = t_adapt = 0.0
         inner, inner_adv = [], []
@@ -134,9 +138,11 @@ class Trainer:
                                     activation=cfg.activation)
             t_adapt += time.perf_counter() - t0
             self.env_steps += int(episodes.mask.sum())
-        batch = algos.MetaBatch(inner, inner_adv, episodes, adv)
+        return algos.MetaBatch(inner, inner_adv, episodes, adv), t_sampling, t_adapt
 
-        t0 = time.perf_counter()
+    def outer_step(self, batch: algos.MetaBatch) -> dict:
+        """Update the meta-parameters with the configured learner; returns its stats."""
+        cfg = self.cfg
         hyper = {"inner_lr": cfg.inner_lr, "first_order": cfg.first_order, "activation": cfg.activation}
         if cfg.algo == "trpo":
             new, stats = algos.trpo_step(
@@ -147,23 +153,31 @@ class Trainer:
             with torch.no_grad():
                 for k, v in self.params.items():
                     v.copy_(new[k])
-        else:
-            ppo = cfg.algo == "ppo"
-            stats = algos.first_order_policy_step(
-                self.params, batch, self.optimizer, **hyper, epochs=cfg.ppo_epochs if ppo else 1,
-                clip=cfg.ppo_clip if ppo else None, inner_kl_penalty=self.penalty,
-            )
-            stats["accepted"] = True
-            if ppo:
-                self.penalty = algos.adapt_penalty(self.penalty, stats["inner_kl"], cfg.inner_kl_target)
+            return stats
+        ppo = cfg.algo == "ppo"
+        stats = algos.first_order_policy_step(
+            self.params, batch, self.optimizer, **hyper, epochs=cfg.ppo_epochs if ppo else 1,
+            clip=cfg.ppo_clip if ppo else None, inner_kl_penalty=self.penalty,
+        )
+        stats["accepted"] = True
+        if ppo:
+            self.penalty = algos.adapt_penalty(self.penalty, stats["inner_kl"], cfg.inner_kl_target)
+        return stats
+
+    def step(self) -> dict:
+        """Run one meta-iteration and return its metrics (a progress.csv row)."""
+        t_start = time.perf_counter()
+        batch, t_sampling, t_adapt = self.collect()
+        t0 = time.perf_counter()
+        stats = self.outer_step(batch)
         t_outer = time.perf_counter() - t0
         total = time.perf_counter() - t_start
         self.iteration += 1
         self.wall_clock += total
         return {
             "iteration": self.iteration, "env_steps": self.env_steps,
-            "pre_return": float(inner[0].returns_per_task().mean()),
-            "post_return": float(episodes.returns_per_task().mean()),
+            "pre_return": float(batch.inner[0].returns_per_task().mean()),
+            "post_return": float(batch.outer.returns_per_task().mean()),
             "kl": stats["kl"], "loss_before": stats["loss_before"], "loss_after": stats["loss_after"],
             "accepted": int(stats["accepted"]), "inner_kl_penalty": self.penalty,
             "time_sampling": t_sampling, "time_adapt": t_adapt, "time_outer": t_outer, "time_total": total,

@@ -95,7 +95,8 @@ def test_trpo_direction_equals_double_backward_reference():
     params = _params(dtype=torch.float64)
     hyper = {"inner_lr": 0.3, "activation": "tanh", "cg_iters": 10, "cg_damping": 1e-5}
     for first_order in (False, True):
-        ref = algos.trpo_step_reference(params, batch, first_order=first_order, max_kl=0.01, **hyper)
+        ref_new, ref_stats, ref = algos.trpo_step_reference(params, batch, first_order=first_order, max_kl=0.01,
+                                                            ls_max_steps=15, ls_backtrack_ratio=0.5, **hyper)
         # the fast step's direction, recovered from an accepted full step
         new, stats = algos.trpo_step(params, batch, first_order=first_order, max_kl=0.01,
                                      ls_max_steps=15, ls_backtrack_ratio=0.5, **hyper)
@@ -103,6 +104,10 @@ def test_trpo_direction_equals_double_backward_reference():
         step = algos.flatten(params.values()) - algos.flatten(new.values())
         cos = step @ ref / (step.norm() * ref.norm())
         assert cos > 1 - 1e-8, float(cos)
+        # and the two full steps agree: same line-search step, same parameters
+        assert ref_stats["ls_steps"] == stats["ls_steps"]
+        for k in params:
+            torch.testing.assert_close(new[k], ref_new[k], atol=1e-8, rtol=1e-6)
 
 
 def test_trpo_step_respects_kl_bound_and_improves_or_keeps_params():

@@ -73,3 +73,20 @@ def test_vector_env_gives_each_sub_environment_its_task():
         assert info["task"]["velocity"].tolist() == [0.1, 0.2, 0.3]
     finally:
         vec.close()
+
+
+def test_bench_update_quick_writes_a_consistent_record(tmp_path):
+    import json
+
+    from metarl.cli import main
+
+    assert main(["bench", "update", "--quick", "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("update-*.json")
+    record = json.loads(path.read_text())
+    step = record["outer_step"]
+    assert step["vmapped_s"] > 0 and step["loop_s"] > 0
+    # both implementations take the same step from the same batch
+    assert step["same_step"]["vmapped_ls_steps"] == step["same_step"]["loop_ls_steps"]
+    assert step["same_step"]["max_param_diff"] < 1e-4
+    it = record["iteration"]
+    assert it["time_total"] >= it["time_sampling"] > 0

@@ -1,0 +1,110 @@
+"""Meta-update speed: the vectorised MAML-TRPO outer step against a per-task loop, and one full
+meta-iteration split into sampling, adaptation and outer step.
+
+Both outer steps run on the same sampled batch (HalfCheetahVel, ``tasks`` x ``episodes`` x
+``horizon``) from the same parameters:
+
+``vmapped``
+    :func:`metarl.algos.trpo_step`: adaptation vmapped over tasks, KL Hessian-vector products as
+    ``J^T M J`` (forward- and reverse-mode passes through the adaptation).
+``loop``
+    :func:`metarl.algos.trpo_step_reference`: adaptation and policy evaluation in a Python loop over
+    tasks, Hessian-vector products by double backward of the KL (pytorch-maml-rl's formulation).
+
+The full iteration is :meth:`metarl.trainer.Trainer.step` at the same size (sampling before and
+after adaptation, advantages and inner step, outer step). Each measurement is repeated ``repeats``
+times (after one untimed warm-up) and the median reported. Results go to
+``out_dir/update-<YYYYmmdd-HHMMSS>.json``.
+
+    metarl bench update --quick        # seconds
+    metarl bench update                # 40 tasks x 20 episodes x horizon 100, 3 repeats
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from metarl import algos, config
+from metarl.trainer import Trainer
+
+QUICK = {"tasks": 4, "episodes": 4, "horizon": 20, "repeats": 1}
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _timed(fn, repeats: int) -> tuple[float, list[float], object]:
+    fn()  # warm-up: first calls pay for lazy initialisation in torch
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, result
+
+
+def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, repeats: int = 3,
+        out_dir: str | Path = "benchmarks/results", quick: bool = False, family: str = "HalfCheetahVel") -> dict:
+    """Measure, print and save (see module docstring); returns the record."""
+    if quick:
+        tasks, episodes, horizon, repeats = QUICK["tasks"], QUICK["episodes"], QUICK["horizon"], QUICK["repeats"]
+    cfg = config.from_dict({"family": family, "meta_batch_size": tasks, "episodes_per_task": episodes,
+                            "horizon": horizon, "iterations": 10**6, "seed": 0})
+    hyper = {"inner_lr": cfg.inner_lr, "first_order": cfg.first_order, "activation": cfg.activation,
+             "max_kl": cfg.max_kl, "cg_iters": cfg.cg_iters, "cg_damping": cfg.cg_damping,
+             "ls_max_steps": cfg.ls_max_steps, "ls_backtrack_ratio": cfg.ls_backtrack_ratio}
+    print(f"metarl bench update: {family} MAML-TRPO, {tasks} tasks x {episodes} episodes x horizon {horizon}, "
+          f"{repeats} repeat(s), torch threads {torch.get_num_threads()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, tmp)
+        batch, _, _ = trainer.collect()
+        params = {k: v.detach() for k, v in trainer.params.items()}
+
+        vm_median, vm_times, (vm_new, vm_stats) = _timed(lambda: algos.trpo_step(params, batch, **hyper), repeats)
+        print(f"  outer step, vmapped:  {vm_median:.3f} s", flush=True)
+        lp_median, lp_times, (lp_new, lp_stats, _) = _timed(
+            lambda: algos.trpo_step_reference(params, batch, **hyper), repeats)
+        print(f"  outer step, loop:     {lp_median:.3f} s", flush=True)
+        max_diff = max(float((vm_new[k] - lp_new[k]).abs().max()) for k in params)
+
+        rows = [trainer.step() for _ in range(repeats + 1)][1:]  # the first iteration warms up
+    parts = {key: statistics.median(r[key] for r in rows)
+             for key in ("time_sampling", "time_adapt", "time_outer", "time_total")}
+    record = {
+        "benchmark": "update", "family": family, "tasks": tasks, "episodes": episodes, "horizon": horizon,
+        "repeats": repeats, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "commit": _commit(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "outer_step": {
+            "vmapped_s": vm_median, "loop_s": lp_median, "vmapped_runs": vm_times, "loop_runs": lp_times,
+            "speedup_loop_over_vmapped": lp_median / vm_median,
+            "same_step": {"vmapped_ls_steps": vm_stats["ls_steps"], "loop_ls_steps": lp_stats["ls_steps"],
+                          "max_param_diff": max_diff},
+        },
+        "iteration": {**parts, "runs": rows,
+                      "total_over_sampling": parts["time_total"] / parts["time_sampling"]},
+    }
+    print(f"  vmapped / loop speed: {lp_median / vm_median:.2f}x   (same line-search step: "
+          f"{vm_stats['ls_steps']} vs {lp_stats['ls_steps']}, max parameter difference {max_diff:.1e})")
+    print(f"  full iteration: {parts['time_total']:.2f} s = sampling {parts['time_sampling']:.2f} + adaptation "
+          f"{parts['time_adapt']:.2f} + outer {parts['time_outer']:.2f}; total / sampling "
+          f"{record['iteration']['total_over_sampling']:.2f}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"update-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
+    path.write_text(json.dumps(record, indent=2))
+    print(f"  wrote {path}")
+    record["path"] = str(path)
+    return record
