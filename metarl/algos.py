@@ -104,9 +104,14 @@ def unflatten(vector: torch.Tensor, like: dict) -> dict:
 
 
 def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int,
-                       tol: float = 1e-10) -> torch.Tensor:
-    """Approximately solve ``A x = b`` for symmetric positive definite ``A`` given as ``matvec``."""
-    x = torch.zeros_like(b)
+                       tol: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:
+    """Approximately solve ``A x = b`` for symmetric positive definite ``A`` given as ``matvec``.
+
+    Returns:
+        ``(x, A x)``; ``A x`` is accumulated from the products CG already made, so the caller does
+        not need another one (TRPO's step length uses ``x^T A x``).
+    """
+    x, ax = torch.zeros_like(b), torch.zeros_like(b)
     r, p = b.clone(), b.clone()
     rr = r @ r
     for _ in range(iters):
@@ -115,11 +120,12 @@ def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.
         Ap = matvec(p)
         alpha = rr / (p @ Ap)
         x = x + alpha * p
+        ax = ax + alpha * Ap
         r = r - alpha * Ap
         rr_new = r @ r
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return x
+    return x, ax
 
 
 def _outputs_to_loss_kl(mean, log_std, old: OldPolicy, batch: MetaBatch):
@@ -141,27 +147,28 @@ def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: b
     At the starting parameters the KL and its gradient in the policy outputs are zero, so its Hessian
     is exactly ``J^T M J``: ``J`` the Jacobian of the adapted policies' outputs (mean, log-std) with
     respect to the meta-parameters, through the adaptation, and ``M`` the Gaussian's Fisher
-    information in those outputs. A Hessian-vector product is then one forward-mode and one
-    reverse-mode pass through the (second-order) adaptation instead of a third-order double
-    backward; the reverse pass is linearised once and shared with the gradient.
+    information in those outputs. A Hessian-vector product is then two backward passes through the
+    graph of the (second-order) adaptation built once, ``J v`` by differentiating ``J^T u`` in the
+    dummy ``u``, then ``J^T (M J v)``, instead of a third-order double backward of the KL.
 
     Returns:
         ``(new_params, stats)`` with stats ``loss_before``, ``loss_after``, ``kl``, ``ls_steps``
         (-1 when rejected) and ``accepted``.
     """
     hyper = {"inner_lr": inner_lr, "first_order": first_order, "activation": activation}
-    theta = {k: v.detach() for k, v in params.items()}
+    theta = {k: v.detach().requires_grad_() for k, v in params.items()}
+    leaves = list(theta.values())
 
     def outputs(p):
         return outer_policy(p, batch, **hyper)
 
-    (mean, log_std), pullback = torch.func.vjp(outputs, theta)
+    mean, log_std = outputs(theta)
     old = OldPolicy(mean.detach(), log_std.detach(),
                     gaussian.log_prob(mean, log_std, batch.outer.actions).detach())
-    # dloss/doutputs at the start (first order in the outputs), pulled back to the parameters
-    out = (mean.detach().requires_grad_(), log_std.detach().requires_grad_())
-    loss, _ = _outputs_to_loss_kl(*out, old, batch)
-    g = flatten(pullback(torch.autograd.grad(loss, out))[0].values())
+    loss, _ = _outputs_to_loss_kl(mean, log_std, old, batch)
+    g = flatten(torch.autograd.grad(loss, leaves, retain_graph=True))
+    dummy = (torch.zeros_like(mean, requires_grad=True), torch.zeros_like(log_std, requires_grad=True))
+    jt_dummy = torch.autograd.grad((mean, log_std), leaves, grad_outputs=dummy, create_graph=True)
 
     mask = batch.outer.mask
     T = mask.shape[0]
@@ -170,19 +177,22 @@ def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: b
     log_std_fisher = 2.0 * row_weight.sum(dim=(1, 2))[:, None, None, None]
 
     def fisher_vector(v: torch.Tensor) -> torch.Tensor:
-        _, (d_mean, d_log_std) = torch.func.jvp(outputs, (theta,), (unflatten(v, theta),))
-        (jt,) = pullback((mean_fisher * d_mean, log_std_fisher * d_log_std))
-        return flatten(jt.values()) + cg_damping * v
+        d_mean, d_log_std = torch.autograd.grad(jt_dummy, dummy, grad_outputs=list(unflatten(v, theta).values()),
+                                                retain_graph=True, materialize_grads=True)
+        jt = torch.autograd.grad((mean, log_std), leaves, retain_graph=True, materialize_grads=True,
+                                 grad_outputs=(mean_fisher * d_mean, log_std_fisher * d_log_std))
+        return flatten(jt) + cg_damping * v
 
-    direction = conjugate_gradient(fisher_vector, g, cg_iters)
-    shs = 0.5 * (direction @ fisher_vector(direction))
+    direction, f_direction = conjugate_gradient(fisher_vector, g, cg_iters)
+    shs = 0.5 * (direction @ f_direction)
 
     def evaluate(candidate):
         with torch.no_grad():
             return _outputs_to_loss_kl(*outputs(candidate), old, batch)
 
-    return _line_search(theta, direction, shs, float(loss.detach()), evaluate, max_kl, ls_max_steps,
-                        ls_backtrack_ratio)
+    start = {k: v.detach() for k, v in theta.items()}
+    return _line_search(start, direction.detach(), shs.detach(), float(loss.detach()), evaluate, max_kl,
+                        ls_max_steps, ls_backtrack_ratio)
 
 
 def _line_search(theta: dict, direction: torch.Tensor, shs: torch.Tensor, loss_before: float, evaluate,
@@ -230,7 +240,7 @@ def trpo_step_reference(params: dict, batch: MetaBatch, *, inner_lr: float, firs
     def hvp(v):
         return flatten(torch.autograd.grad(kl_grad @ v, leaves, retain_graph=True)) + cg_damping * v
 
-    direction = conjugate_gradient(hvp, g, cg_iters)
+    direction = conjugate_gradient(hvp, g, cg_iters)[0]
     shs = 0.5 * (direction @ hvp(direction))
 
     def evaluate(candidate):

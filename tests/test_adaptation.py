@@ -127,3 +127,13 @@ def test_trpo_step_respects_kl_bound_and_improves_or_keeps_params():
     assert not stats["accepted"]
     for k in params:
         torch.testing.assert_close(same[k], params[k])
+
+
+def test_conjugate_gradient_solves_spd_systems():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    spd = a @ a.T + 0.5 * torch.eye(6, dtype=torch.float64)
+    b = torch.randn(6, generator=g, dtype=torch.float64)
+    x, ax = algos.conjugate_gradient(lambda v: spd @ v, b, iters=6)
+    torch.testing.assert_close(x, torch.linalg.solve(spd, b))
+    torch.testing.assert_close(ax, spd @ x)
