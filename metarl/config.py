@@ -43,7 +43,10 @@ class Config:
     activation: str = "tanh"
     """policy hidden activation: tanh or relu"""
     init_std: float = 1.0
-    """initial standard deviation of the Gaussian policy"""
+    """initial standard deviation of the Gaussian policy (in policy units)"""
+    action_scale: float = 1.0
+    """the environment receives action_scale x the policy's action; 0.1 reproduces pytorch-maml-rl's
+    normalization_scale of 10 (policy actions in [-10, 10] for the env's [-1, 1])"""
     inner_lr: float = 0.1
     """inner (adaptation) step size"""
     inner_steps: int = 1
@@ -124,6 +127,7 @@ def check(cfg: Config) -> Config:
         (len(cfg.hidden_sizes) >= 1 and min(cfg.hidden_sizes) >= 1, "hidden_sizes", "must be positive sizes"),
         (cfg.activation in ("tanh", "relu"), "activation", "must be tanh or relu"),
         (cfg.init_std > 0, "init_std", "must be > 0"),
+        (cfg.action_scale > 0, "action_scale", "must be > 0"),
         (cfg.inner_lr > 0, "inner_lr", "must be > 0"),
         (cfg.inner_steps >= 1, "inner_steps", "must be >= 1"),
         (0 <= cfg.gamma <= 1, "gamma", "must be in [0, 1]"),

@@ -58,17 +58,21 @@ class Sampler:
         horizon: H (default: the family's).
         seed: the sampler's seed.
         activation: the policy's hidden activation.
+        action_scale: the environment receives ``action_scale`` times the policy's action (the
+            episodes store the policy's own action, so losses need not know the scale).
         nthread: engine threads (0: all cores).
         **options: family options.
     """
 
     def __init__(self, family: str, num_tasks: int, episodes_per_task: int, horizon: int | None = None,
-                 seed: int = 0, activation: str = "tanh", nthread: int = 0, **options):
+                 seed: int = 0, activation: str = "tanh", nthread: int = 0, action_scale: float = 1.0,
+                 **options):
         self.num_tasks, self.episodes_per_task = int(num_tasks), int(episodes_per_task)
         self.env = envs.make(family, self.num_tasks * self.episodes_per_task, horizon=horizon,
                              nthread=nthread, **options)
         self.horizon = self.env.horizon
         self.activation = activation
+        self.action_scale = float(action_scale)
         self.obs_dim = self.env.single_observation_space.shape[0]
         self.act_dim = self.env.single_action_space.shape[0]
         self.rng = np.random.default_rng(seed)
@@ -118,7 +122,8 @@ class Sampler:
                 else:
                     noise = torch.randn(mean.shape, generator=noise_gen)
                     a = gaussian.sample(mean, log_std[:, None, :], noise)
-                obs_np, r, term, trunc, info = self.env.step(a.reshape(T * E, self.act_dim).double().numpy())
+                env_actions = self.action_scale * a.reshape(T * E, self.act_dim).double().numpy()
+                obs_np, r, term, trunc, info = self.env.step(env_actions)
                 obs[h], actions[h] = o, a
                 rewards[h] = torch.as_tensor(r, dtype=torch.float32).view(T, E)
                 mask[h] = torch.as_tensor(info["active"], dtype=torch.float32).view(T, E)

@@ -44,7 +44,7 @@ def policy_meta(cfg: config.Config, obs_dim: int, act_dim: int) -> dict:
     return {
         "family": cfg.family, "family_options": dict(cfg.family_options), "obs_dim": obs_dim,
         "act_dim": act_dim, "hidden_sizes": list(cfg.hidden_sizes), "activation": cfg.activation,
-        "inner_lr": cfg.inner_lr, "horizon": cfg.horizon,
+        "action_scale": cfg.action_scale, "inner_lr": cfg.inner_lr, "horizon": cfg.horizon,
     }
 
 
@@ -62,7 +62,8 @@ class Trainer:
         self.device = torch.device(cfg.device)
         opts = dict(cfg.family_options)
         self.sampler = Sampler(cfg.family, cfg.meta_batch_size, cfg.episodes_per_task, cfg.horizon,
-                               seed=cfg.seed, activation=cfg.activation, nthread=cfg.nthread, **opts)
+                               seed=cfg.seed, activation=cfg.activation, nthread=cfg.nthread,
+                               action_scale=cfg.action_scale, **opts)
         self.task_rng = np.random.default_rng([cfg.seed, 2])
         init_gen = torch.Generator().manual_seed(cfg.seed)
         params = gaussian.init_params(self.sampler.obs_dim, self.sampler.act_dim, tuple(cfg.hidden_sizes),

@@ -1,0 +1,63 @@
+"""Sampling E episodes of T tasks on the batched engine."""
+
+import numpy as np
+import torch
+
+import envs
+from metarl.sampling import Sampler
+from policies import gaussian
+
+
+def _params(obs_dim, act_dim, seed=0):
+    return gaussian.init_params(obs_dim, act_dim, (16,), generator=torch.Generator().manual_seed(seed))
+
+
+def test_shapes_and_reproducibility_from_the_seed():
+    tasks = envs.sample_tasks("HalfCheetahVel", 3, np.random.default_rng(0))
+    params = _params(17, 6)
+    a = Sampler("HalfCheetahVel", 3, 2, horizon=15, seed=4).sample(params, tasks)
+    b = Sampler("HalfCheetahVel", 3, 2, horizon=15, seed=4).sample(params, tasks)
+    c = Sampler("HalfCheetahVel", 3, 2, horizon=15, seed=5).sample(params, tasks)
+    assert a.obs.shape == (3, 2, 15, 17) and a.actions.shape == (3, 2, 15, 6) and a.rewards.shape == (3, 2, 15)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+    assert not torch.equal(a.actions, c.actions)
+    assert a.mask.all() and a.truncated[..., -1].all() and not a.terminated.any()
+
+
+def test_masks_after_termination():
+    s = Sampler("HopperRandParams", 2, 3, horizon=150, seed=0)
+    params = _params(11, 3)
+    params["b1"] = params["b1"] + torch.tensor([1.0, -1.0, 1.0])  # a hopper pushed this hard falls
+    ep = s.sample(params, envs.sample_tasks("HopperRandParams", 2, np.random.default_rng(1)))
+    lengths = ep.mask.sum(-1)
+    assert (lengths < 150).any()
+    for t in range(2):
+        for e in range(3):
+            n = int(lengths[t, e])
+            assert ep.mask[t, e, :n].all() and not ep.mask[t, e, n:].any()  # valid steps form a prefix
+            assert ep.terminated[t, e].sum() == (n < 150) and ep.truncated[t, e].sum() == (n == 150)
+            assert ep.terminated[t, e, n - 1] == (n < 150)
+            assert (ep.rewards[t, e, n:] == 0).all()
+
+
+def test_per_task_parameters_and_action_scale_reach_the_environment():
+    tasks = [{"velocity": 0.5}, {"velocity": 1.5}]
+    per_task = gaussian.expand_to_tasks(_params(17, 6), 2)
+    per_task = {k: v.clone() for k, v in per_task.items()}
+    per_task["b1"][1] += 0.7  # task 1's policy differs
+    s = Sampler("HalfCheetahVel", 2, 1, horizon=10, seed=3, action_scale=0.5)
+    ep = s.sample(per_task, tasks, deterministic=True)
+    # replay: the same engine seed, task t driven by 0.5 x the mean of policy t
+    vec = envs.make("HalfCheetahVel", 2, tasks=tasks, horizon=10)
+    s2 = Sampler("HalfCheetahVel", 2, 1, horizon=10, seed=3)
+    reset_seed = int(s2.rng.integers(2**31))
+    obs, _ = vec.reset(seed=reset_seed)
+    for h in range(10):
+        o = torch.as_tensor(obs, dtype=torch.float32).view(2, 1, 17)
+        mean, _ = gaussian.forward(per_task, o)
+        torch.testing.assert_close(ep.obs[:, :, h], o)
+        torch.testing.assert_close(ep.actions[:, :, h], mean)
+        obs, r, *_ = vec.step(0.5 * mean.reshape(2, 6).double().numpy())
+        torch.testing.assert_close(ep.rewards[:, 0, h], torch.as_tensor(r, dtype=torch.float32))
+    assert not torch.equal(ep.actions[0], ep.actions[1])
