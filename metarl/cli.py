@@ -143,9 +143,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _check_device(cfg.device)
         cfg = _usage_errors(prepare_run_dir, out, cfg, resume=False, force=args.force)
     _check_device(cfg.device)
+    from metarl.trainer import Interrupted, NonFiniteError
+
     trainer = _usage_errors(Trainer, cfg, out, resume=bool(args.resume))
     start = trainer.iteration
-    rows = trainer.train(progress=not args.no_progress)
+    try:
+        rows = trainer.train(progress=not args.no_progress)
+    except Interrupted as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except NonFiniteError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
     last = rows[-1] if rows else None
     print(f"trained {cfg.family} with {cfg.algo}: iterations {start} -> {trainer.iteration}"
           + (f", pre-adaptation return {last['pre_return']:.1f}, post-adaptation {last['post_return']:.1f}"

@@ -83,6 +83,8 @@ class Config:
     """simulation threads; 0 uses every core"""
     checkpoint_every: int = 10
     """write DIR/checkpoint.pt every this many iterations (and at exit)"""
+    max_nonfinite_steps: int = 3
+    """stop (with a checkpoint) after this many consecutive outer steps with non-finite values"""
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -145,6 +147,7 @@ def check(cfg: Config) -> Config:
         (cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "device", "must be cpu or cuda"),
         (cfg.nthread >= 0, "nthread", "must be >= 0"),
         (cfg.checkpoint_every >= 1, "checkpoint_every", "must be >= 1"),
+        (cfg.max_nonfinite_steps >= 1, "max_nonfinite_steps", "must be >= 1"),
     ]
     for ok, name, rule in rules:
         if not ok:

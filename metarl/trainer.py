@@ -11,8 +11,12 @@ Writes into the run directory:
 
 from __future__ import annotations
 
+import copy
 import csv
+import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -27,8 +31,22 @@ from policies import gaussian
 
 CSV_FIELDS = [
     "iteration", "env_steps", "pre_return", "post_return", "kl", "loss_before", "loss_after", "accepted",
-    "inner_kl_penalty", "time_sampling", "time_adapt", "time_outer", "time_total", "wall_clock",
+    "nonfinite", "inner_kl_penalty", "time_sampling", "time_adapt", "time_outer", "time_total", "wall_clock",
 ]
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT/SIGTERM after finishing an iteration and writing a checkpoint."""
+
+    def __init__(self, signum: int, iteration: int, out: Path):
+        self.signum, self.iteration, self.out = signum, iteration, out
+        name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {name} after iteration {iteration}; checkpoint written to "
+                         f"{out / 'checkpoint.pt'}; continue with: metarl train --resume {out}")
+
+
+class NonFiniteError(Exception):
+    """Too many consecutive outer steps produced non-finite values; a checkpoint was written."""
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -74,6 +92,7 @@ class Trainer:
             self.optimizer = torch.optim.Adam(list(self.params.values()), lr=cfg.outer_lr)
         self.penalty = cfg.inner_kl_penalty if cfg.algo == "ppo" else 0.0
         self.iteration, self.env_steps, self.wall_clock = 0, 0, 0.0
+        self.nonfinite_streak = 0
         if resume:
             self._load_checkpoint()
 
@@ -82,8 +101,8 @@ class Trainer:
     def state(self) -> dict:
         return {
             "iteration": self.iteration, "env_steps": self.env_steps, "wall_clock": self.wall_clock,
-            "params": {k: v.detach().cpu() for k, v in self.params.items()},
-            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "params": {k: v.detach().cpu().clone() for k, v in self.params.items()},
+            "optimizer": None if self.optimizer is None else copy.deepcopy(self.optimizer.state_dict()),
             "penalty": self.penalty,
             "sampler_rng": self.sampler.state(), "task_rng": self.task_rng.bit_generator.state,
             "config": config.to_dict(self.cfg),
@@ -93,7 +112,20 @@ class Trainer:
         path = self.out / "checkpoint.pt"
         if not path.is_file():
             raise ValueError(f"cannot resume: {str(path)!r} not found")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated file, or one holding objects the safe loader refuses
+            reason = str(e).strip().splitlines()[0][:200]
+            raise ValueError(f"cannot resume: {str(path)!r} is not a metarl checkpoint that loads safely "
+                             f"({type(e).__name__}: {reason})") from None
+        expected = {"iteration", "params", "optimizer", "sampler_rng", "task_rng", "config"}
+        if not isinstance(state, dict) or not expected <= set(state):
+            raise ValueError(f"cannot resume: {str(path)!r} is not a metarl checkpoint (missing keys)")
+        saved = state["config"]
+        if saved.get("family") != self.cfg.family or saved.get("hidden_sizes") != list(self.cfg.hidden_sizes):
+            raise ValueError(f"cannot resume: {str(path)!r} was written for {saved.get('family')} with hidden sizes "
+                             f"{saved.get('hidden_sizes')}, but the run's config.yaml says {self.cfg.family} with "
+                             f"{list(self.cfg.hidden_sizes)}")
         with torch.no_grad():
             for k, v in self.params.items():
                 v.copy_(state["params"][k])
@@ -105,11 +137,13 @@ class Trainer:
         self.iteration, self.env_steps = state["iteration"], state["env_steps"]
         self.wall_clock = state["wall_clock"]
 
-    def save(self) -> None:
-        _atomic_save(self.state(), self.out / "checkpoint.pt")
+    def save(self, state: dict | None = None) -> None:
+        """Write ``state`` (default: the current one) to checkpoint.pt and its weights to policy.pt,
+        each atomically (temporary file, fsync, rename): a crash leaves the previous files intact."""
+        state = self.state() if state is None else state
+        _atomic_save(state, self.out / "checkpoint.pt")
         meta = policy_meta(self.cfg, self.sampler.obs_dim, self.sampler.act_dim)
-        weights = {k: v.detach().cpu() for k, v in self.params.items()}
-        gaussian.save_policy(self.out / "policy.pt", weights, meta)
+        gaussian.save_policy(self.out / "policy.pt", state["params"], meta)
 
     # --- one meta-iteration -------------------------------------------------------------------------
 
@@ -170,7 +204,22 @@ class Trainer:
         t_start = time.perf_counter()
         batch, t_sampling, t_adapt = self.collect()
         t0 = time.perf_counter()
+        before = {k: v.detach().clone() for k, v in self.params.items()}
+        opt_before = None if self.optimizer is None else copy.deepcopy(self.optimizer.state_dict())
         stats = self.outer_step(batch)
+        nonfinite = not (all(bool(torch.isfinite(v).all()) for v in self.params.values())
+                         and math.isfinite(stats["loss_before"]) and math.isfinite(stats["loss_after"]))
+        if nonfinite:
+            # reject the step: back to the parameters (and optimiser moments) it started from
+            with torch.no_grad():
+                for k, v in self.params.items():
+                    v.copy_(before[k])
+            if opt_before is not None:
+                self.optimizer.load_state_dict(opt_before)
+            stats["accepted"] = False
+            self.nonfinite_streak += 1
+        else:
+            self.nonfinite_streak = 0
         t_outer = time.perf_counter() - t0
         total = time.perf_counter() - t_start
         self.iteration += 1
@@ -180,7 +229,7 @@ class Trainer:
             "pre_return": float(batch.inner[0].returns_per_task().mean()),
             "post_return": float(batch.outer.returns_per_task().mean()),
             "kl": stats["kl"], "loss_before": stats["loss_before"], "loss_after": stats["loss_after"],
-            "accepted": int(stats["accepted"]), "inner_kl_penalty": self.penalty,
+            "accepted": int(stats["accepted"]), "nonfinite": int(nonfinite), "inner_kl_penalty": self.penalty,
             "time_sampling": t_sampling, "time_adapt": t_adapt, "time_outer": t_outer, "time_total": total,
             "wall_clock": self.wall_clock,
         }
@@ -188,13 +237,34 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------------------
 
     def train(self, progress: bool = True) -> list[dict]:
-        """Run the remaining iterations, logging and checkpointing; returns the new rows."""
+        """Run the remaining iterations, logging and checkpointing; returns the new rows.
+
+        SIGINT and SIGTERM finish the current iteration, write a checkpoint and raise
+        :class:`Interrupted`. If the run stops on an error instead, the checkpoint written is the
+        state after the last completed iteration, so a resume repeats nothing and skips nothing.
+
+        Raises:
+            Interrupted: after SIGINT/SIGTERM.
+            NonFiniteError: ``max_nonfinite_steps`` consecutive outer steps were rejected.
+        """
         from torch.utils.tensorboard import SummaryWriter
         from tqdm import tqdm
 
         csv_path = self.out / "progress.csv"
+        self._truncate_log(csv_path)
         new_file = not csv_path.exists()
         rows = []
+        received: list[int] = []
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            def on_signal(signum, frame):
+                if not received:
+                    print(f"\n{signal.Signals(signum).name}: finishing iteration {self.iteration + 1}, "
+                          "then writing a checkpoint", flush=True)
+                received.append(signum)
+
+            handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        snapshot = self.state()
         writer = SummaryWriter(str(self.out / "tb"), purge_step=self.iteration + 1)
         bar = tqdm(total=self.cfg.iterations, initial=self.iteration, disable=not progress,
                    desc=f"{self.cfg.algo} {self.cfg.family}", unit="it", dynamic_ncols=True)
@@ -203,7 +273,7 @@ class Trainer:
                 log = csv.DictWriter(f, fieldnames=CSV_FIELDS)
                 if new_file:
                     log.writeheader()
-                while self.iteration < self.cfg.iterations:
+                while self.iteration < self.cfg.iterations and not received:
                     row = self.step()
                     rows.append(row)
                     log.writerow(row)
@@ -212,13 +282,40 @@ class Trainer:
                     bar.set_postfix(pre=f"{row['pre_return']:.1f}", post=f"{row['post_return']:.1f}",
                                     kl=f"{row['kl']:.4f}")
                     bar.update(1)
+                    snapshot = self.state()
                     if self.iteration % self.cfg.checkpoint_every == 0:
-                        self.save()
+                        self.save(snapshot)
+                    if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
+                        raise NonFiniteError(
+                            f"{self.nonfinite_streak} consecutive outer steps produced non-finite parameters or "
+                            f"losses (last at iteration {self.iteration}); each was rejected and the parameters "
+                            f"restored. Checkpoint written to {self.out / 'checkpoint.pt'}. Try a smaller max_kl "
+                            "or outer_lr, or check the environment's rewards.")
         finally:
             bar.close()
             writer.close()
-            self.save()
+            self.save(snapshot)
+            for sig, old in handlers.items():
+                signal.signal(sig, old)
+        if received:
+            raise Interrupted(received[0], self.iteration, self.out)
         return rows
+
+    def _truncate_log(self, csv_path: Path) -> None:
+        # A run killed between logging an iteration and checkpointing it repeats that iteration on
+        # resume: drop the rows the checkpoint does not cover so the log has each iteration once.
+        if not csv_path.exists():
+            return
+        with open(csv_path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [r for r in rows if int(r["iteration"]) <= self.iteration]
+        if len(kept) != len(rows):
+            tmp = csv_path.with_name(csv_path.name + ".tmp")
+            with open(tmp, "w", newline="") as f:
+                log = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+                log.writeheader()
+                log.writerows(kept)
+            os.replace(tmp, csv_path)
 
     @staticmethod
     def _tensorboard(writer, row: dict) -> None:
