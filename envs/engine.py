@@ -203,6 +203,8 @@ class MujocoVectorEnv(TaskVectorEnv):
         self._qvel = self.batch.bind("qvel")
         self._ctrl = self.batch.bind("ctrl")
         self._xpos = self.batch.bind("xpos")
+        self._time = self.batch.bind("time")
+        self._qacc = self.batch.bind("qacc")
         self._cfrc = self.batch.bind("cfrc_ext") if self.body == "ant" else None
         self.dt = float(self.model.opt.timestep * self._spec.frame_skip)
         self.metadata["render_fps"] = int(np.round(1.0 / self.dt))
@@ -256,6 +258,15 @@ class MujocoVectorEnv(TaskVectorEnv):
         self._qpos[ids] = qpos
         self._qvel[ids] = qvel
         self.batch.forward(ids)
+        # MuJoCo's own stability test (mj_checkPos/Vel/Acc, bound mjMAXVAL = 1e10): a state failing it
+        # is silently reset, by this forward pass or by the next step.
+        state = np.concatenate([self._qpos[ids], self._qvel[ids], self._qacc[ids]], axis=1)
+        unstable = ~(np.isfinite(state) & (np.abs(state) < 1e10)).all(axis=1)
+        unstable |= ~(self._qpos[ids] == qpos).all(axis=1) | ~(self._qvel[ids] == qvel).all(axis=1)
+        if unstable.any():
+            self.batch.reset(ids)
+            raise ValueError(f"unstable state (NaN, infinite or huge positions, velocities or accelerations) for "
+                             f"sub-environments {ids[unstable].tolist()}; they were reset to the model's defaults")
         obs = self._observe(ids)
         if self._t is not None:
             self._last_obs[ids] = obs
@@ -265,6 +276,7 @@ class MujocoVectorEnv(TaskVectorEnv):
         import mujoco.batch
 
         pos_before = physics.tracked_position(self.body, self._qpos, self._xpos)
+        time_before = self._time.copy()
         self._ctrl[:] = actions
         diverged = np.zeros(self.num_envs, dtype=bool)
         ids = None if active.all() else np.flatnonzero(active)
@@ -272,13 +284,18 @@ class MujocoVectorEnv(TaskVectorEnv):
             self.batch.step(ids, nstep=self._spec.frame_skip)
         except mujoco.batch.SimulationError as e:
             diverged[np.asarray(e.ids, dtype=np.int64)] = True
+        # MuJoCo resets a simulation whose state became NaN, infinite or huge (mj_checkPos/Vel/Acc),
+        # with only a printed warning; the reset restarts its clock, which is how we see it.
+        expected = time_before + self.dt
+        diverged |= active & ~np.isclose(self._time, expected, rtol=0.0, atol=1e-9)
         obs = self._observe()
         healthy = physics.is_healthy(self.body, self._qpos, self._qvel)
         pos_after = physics.tracked_position(self.body, self._qpos, self._xpos)
-        reward, info = physics.reward(
-            self.family.name, self.body, self._task_arrays, pos_before, pos_after, self.dt,
-            actions, healthy, self._cfrc,
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # huge actions: an infinite cost, flagged below
+            reward, info = physics.reward(
+                self.family.name, self.body, self._task_arrays, pos_before, pos_after, self.dt,
+                actions, healthy, self._cfrc,
+            )
         terminated = ~healthy if self._terminate_unhealthy else np.zeros(self.num_envs, dtype=bool)
         info["diverged"] = diverged
         return obs, reward, terminated, info
