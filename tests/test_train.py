@@ -94,3 +94,42 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
         main(_tiny(run, "--set", "iterations=1"))
     assert "already exists" in capsys.readouterr().err
     assert (run / "progress.csv").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "make_argv, message",
+    [
+        (lambda d: ["train", str(d / "missing.yaml"), "--out", str(d / "out")], "not found"),
+        (lambda d: ["train", _cfg(d, "iterations: [1\n"), "--out", str(d / "out")], "not valid YAML"),
+        (lambda d: ["train", _cfg(d, "famly: AntDir\n"), "--out", str(d / "out")], "unknown config key"),
+        (lambda d: ["train", _cfg(d, "iterations: many\n"), "--out", str(d / "out")], "must be int"),
+        (lambda d: ["train", NAV, "--set", "inner_lr=-0.1", "--out", str(d / "out")], "'inner_lr' must be > 0"),
+        (lambda d: ["train", NAV, "--set", "meta_batch_size=0", "--out", str(d / "out")], "meta_batch_size"),
+        (lambda d: ["train", NAV, "--set", "horizon=0", "--out", str(d / "out")], "'horizon' must be >= 1"),
+        (lambda d: ["train", NAV, "--set", "max_kl=0", "--out", str(d / "out")], "'max_kl' must be > 0"),
+        (lambda d: ["train", NAV, "--set", "family=Humanoid", "--out", str(d / "out")], "unknown task family"),
+        (lambda d: ["train", NAV, "--out", str(_file(d) / "sub")], "cannot write to output directory"),
+        (lambda d: ["train", NAV, "--device", "cuda", "--out", str(d / "out")], "no CUDA device"),
+    ],
+)
+def test_bad_input_catalogue(tmp_path, capsys, make_argv, message):
+    if "cuda" in str(make_argv(tmp_path)) and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(SystemExit) as e:
+        main(make_argv(tmp_path))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and message in err, err
+    assert err.startswith("metarl: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def _cfg(d, text):
+    p = d / "c.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+def _file(d):
+    p = d / "a-file"
+    p.write_text("")
+    return p
