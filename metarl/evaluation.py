@@ -1,0 +1,250 @@
+"""Fast-adaptation evaluation: return after 0..K inner steps on held-out tasks.
+
+For every test task, E episodes are sampled with the policy, the policy is adapted with the same
+inner loop as in training (one VPG step per episode batch), E episodes are sampled again, and so on
+for K steps. The return after k steps is the mean undiscounted episode return of the k-th batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+
+import envs
+from metarl.adaptation import adapt, advantages
+from metarl.sampling import Sampler
+from policies import gaussian
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """What a saved meta-policy needs to run and adapt: read from its ``policy.pt`` meta."""
+
+    family: str
+    family_options: dict
+    obs_dim: int
+    act_dim: int
+    hidden_sizes: list
+    activation: str
+    action_scale: float
+    inner_lr: float
+    horizon: int | None
+
+
+def load_meta_policy(path: str | Path, family: str | None = None) -> tuple[dict, PolicySpec]:
+    """Load ``path`` (a run directory or a ``policy.pt``) and check it against ``family``.
+
+    Raises:
+        ValueError: no policy there, a file that does not load safely, or a policy of another
+            family or observation size than ``family``'s.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "policy.pt"
+    if not path.is_file():
+        raise ValueError(f"no policy at {str(path)!r} (give a run directory or a policy.pt file)")
+    params, meta = gaussian.load_policy(path)
+    required = {"family", "obs_dim", "act_dim", "hidden_sizes", "activation", "inner_lr"}
+    missing = sorted(required - set(meta))
+    if missing:
+        raise ValueError(f"{str(path)!r} is not a metarl meta-policy (its metadata lacks {missing})")
+    spec = PolicySpec(
+        family=meta["family"], family_options=dict(meta.get("family_options") or {}), obs_dim=meta["obs_dim"],
+        act_dim=meta["act_dim"], hidden_sizes=list(meta["hidden_sizes"]), activation=meta["activation"],
+        action_scale=float(meta.get("action_scale", 1.0)), inner_lr=float(meta["inner_lr"]),
+        horizon=meta.get("horizon"),
+    )
+    if family is not None and family != spec.family:
+        fam = envs.get_family(family)  # a ValueError for an unknown name
+        probe = envs.make(fam.name, 1)
+        obs_dim = probe.single_observation_space.shape[0]
+        detail = "" if obs_dim == spec.obs_dim else f" (observation size {spec.obs_dim}, {fam.name} has {obs_dim})"
+        raise ValueError(f"{str(path)!r} was trained on {spec.family}{detail}, not {fam.name}; "
+                         f"evaluate it with --family {spec.family} or give a {fam.name} policy")
+    return params, spec
+
+
+def adaptation_returns(params: dict, spec: PolicySpec, tasks: list[dict], steps: int, episodes: int,
+                       seed: int, horizon: int | None = None, gamma: float = 0.99, gae_lambda: float = 1.0,
+                       inner_lr: float | None = None, nthread: int = 0) -> tuple[np.ndarray, list[dict]]:
+    """Return of every task after 0..``steps`` inner steps.
+
+    Args:
+        params: the policy's parameters (shared).
+        spec: its :class:`PolicySpec`.
+        tasks: T test tasks.
+        steps: K, the number of inner steps.
+        episodes: E episodes per task per step.
+        seed: seeds the sampler (initial states and action noise).
+        horizon: episode length (default: the policy's training horizon, else the family's).
+        inner_lr: inner step size (default: the policy's).
+
+    Returns:
+        ``(returns [K + 1, T], params_per_step)``: mean episode return of task t after k steps, and
+        the per-task parameters ``[T, ...]`` after each step (entry 0 is the unadapted policy).
+    """
+    sampler = Sampler(spec.family, len(tasks), episodes, horizon or spec.horizon, seed=seed,
+                      activation=spec.activation, nthread=nthread, action_scale=spec.action_scale,
+                      **spec.family_options)
+    lr = spec.inner_lr if inner_lr is None else inner_lr
+    current = gaussian.expand_to_tasks({k: v.detach() for k, v in params.items()}, len(tasks))
+    returns, per_step = [], [current]
+    for k in range(steps + 1):
+        episodes_k = sampler.sample(current, tasks)
+        returns.append(episodes_k.returns_per_task().numpy())
+        if k < steps:
+            adv = advantages(episodes_k, gamma, gae_lambda)
+            with torch.no_grad():
+                current = adapt(current, episodes_k, lr, 1, True, advantages=adv, activation=spec.activation)
+            per_step.append(current)
+    return np.stack(returns), per_step
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``values`` over tasks and its Student-t confidence interval ``(mean, low, high)``."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    return mean, mean - half, mean + half
+
+
+BASELINES = ("pretrained", "random")
+
+
+def _commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).parent)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, num_tasks: int = 40,
+             steps: int = 3, episodes: int = 20, seed: int = 0, baselines=BASELINES, horizon: int | None = None,
+             pretrain_timesteps: int | None = None, cache_dir: str | Path | None = None,
+             progress: bool = True) -> dict:
+    """Evaluate a meta-policy and baselines on held-out tasks; write adaptation.{json,csv,png}.
+
+    Args:
+        path: run directory or policy.pt.
+        out_dir: where the outputs go (created).
+        family: expected family (default: the policy's); a policy of another family is an error.
+        num_tasks: held-out tasks, ``envs.task_split(family, "test", num_tasks, seed)``.
+        steps: K inner steps (returns after 0..K are reported).
+        episodes: episodes per task per step.
+        seed: seeds the test tasks, the sampling and the baselines.
+        baselines: any of :data:`BASELINES`.
+        horizon: episode length (default: the policy's training horizon).
+        pretrain_timesteps: PPO steps of the pretrained baseline (default 200k).
+        cache_dir: cache of trained baselines (default ``~/.cache/metarl/baselines``).
+
+    Returns:
+        The record written to adaptation.json.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from metarl import baselines as bl
+
+    t_start = time.perf_counter()
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; available: {', '.join(BASELINES)}")
+    for name, value, low in (("tasks", num_tasks, 2), ("steps", steps, 0), ("episodes", episodes, 1)):
+        if not isinstance(value, int) or value < low:
+            raise ValueError(f"--{name} must be an integer >= {low}, got {value!r}")
+    params, spec = load_meta_policy(path, family)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    horizon = horizon or spec.horizon or envs.get_family(spec.family).horizon
+    tasks = envs.task_split(spec.family, "test", num_tasks, seed, **spec.family_options)
+    policies = {"maml": (params, {"path": str(path)})}
+    if "random" in baselines:
+        policies["random"] = (bl.random_policy(spec, seed), {"init": "xavier-uniform, std 1", "seed": seed})
+    if "pretrained" in baselines:
+        cache = Path(cache_dir or Path.home() / ".cache" / "metarl" / "baselines")
+        kwargs = {} if pretrain_timesteps is None else {"timesteps": pretrain_timesteps}
+        if progress:
+            print(f"pretrained baseline: PPO on the {spec.family} task mixture (cached in {cache})", flush=True)
+        policies["pretrained"] = bl.pretrained_policy(spec, seed, horizon, cache, **kwargs)
+    methods = {}
+    for name, (p, info) in tqdm(policies.items(), disable=not progress, desc="evaluating", unit="policy"):
+        returns, _ = adaptation_returns(p, spec, tasks, steps, episodes, seed, horizon)
+        summary = [mean_ci(returns[k]) for k in range(steps + 1)]
+        methods[name] = {"mean": [s[0] for s in summary], "ci95": [[s[1], s[2]] for s in summary],
+                         "per_task": returns.tolist(), "source": info}
+    config_path = Path(path) / "config.yaml" if Path(path).is_dir() else Path(path).parent / "config.yaml"
+    record = {
+        "family": spec.family, "family_options": spec.family_options, "steps": steps, "num_tasks": num_tasks,
+        "episodes": episodes, "horizon": horizon, "seed": seed, "inner_lr": spec.inner_lr,
+        "tasks": tasks, "policy": str(path),
+        "config": config_path.read_text() if config_path.is_file() else None,
+        "commit": _commit(), "wall_clock_s": time.perf_counter() - t_start,
+        "ci": "95% Student-t interval of the mean over tasks", "methods": methods,
+    }
+    _write_outputs(record, out)
+    return record
+
+
+def _write_outputs(record: dict, out: Path) -> None:
+    import csv
+    import json
+    import os
+
+    def atomic_write(path: Path, write):
+        tmp = path.with_name(path.name + ".tmp")
+        write(tmp)
+        os.replace(tmp, path)
+
+    atomic_write(out / "adaptation.json", lambda p: p.write_text(json.dumps(record, indent=1)))
+
+    def write_csv(p):
+        with open(p, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["method", "step", "mean", "ci95_low", "ci95_high"])
+            for name, m in record["methods"].items():
+                for k, (mean, (lo, hi)) in enumerate(zip(m["mean"], m["ci95"], strict=True)):
+                    w.writerow([name, k, f"{mean:.4f}", f"{lo:.4f}", f"{hi:.4f}"])
+
+    atomic_write(out / "adaptation.csv", write_csv)
+    atomic_write(out / "adaptation.png", lambda p: plot_adaptation(record, p))
+
+
+LABELS = {"maml": "MAML", "pretrained": "pretrained", "random": "random"}
+STYLES = {"maml": ("tab:red", "o"), "pretrained": ("tab:blue", "s"), "random": ("tab:gray", "^")}
+
+
+def plot_adaptation(record: dict, path: Path) -> None:
+    """Average return against number of gradient steps, one line per method with its 95% CI band
+    (the layout of the MAML paper's figure 5)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=120)
+    steps = np.arange(record["steps"] + 1)
+    for name, m in record["methods"].items():
+        color, marker = STYLES.get(name, ("tab:green", "d"))
+        lo, hi = np.array(m["ci95"]).T
+        ax.plot(steps, m["mean"], marker=marker, color=color, label=LABELS.get(name, name))
+        ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
+    ax.set_xticks(steps)
+    ax.set_xlabel("number of gradient steps")
+    ax.set_ylabel("average return")
+    ax.set_title(f"{record['family']}: {record['num_tasks']} held-out tasks, H = {record['horizon']}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

@@ -1,0 +1,124 @@
+"""metarl eval: adaptation curves on held-out tasks, baselines, outputs."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from metarl import baselines, config
+from metarl.evaluation import adaptation_returns, evaluate, load_meta_policy, mean_ci
+from metarl.sampling import Sampler
+from metarl.trainer import policy_meta
+from policies import gaussian
+
+
+def _tiny_policy(tmp_path, family="HalfCheetahVel", horizon=10, seed=0):
+    cfg = config.from_dict({"family": family, "horizon": horizon, "hidden_sizes": [16], "action_scale": 0.1})
+    vec = envs.make(family, 1)
+    obs_dim, act_dim = vec.single_observation_space.shape[0], vec.single_action_space.shape[0]
+    params = gaussian.init_params(obs_dim, act_dim, (16,), generator=torch.Generator().manual_seed(seed))
+    path = tmp_path / f"{family}.pt"
+    gaussian.save_policy(path, params, policy_meta(cfg, obs_dim, act_dim))
+    return path
+
+
+def test_mean_ci_is_the_student_t_interval():
+    values = np.array([1.0, 2.0, 4.0, 7.0, 11.0, 16.0])
+    mean, lo, hi = mean_ci(values)
+    sem = values.std(ddof=1) / np.sqrt(6)
+    assert mean == pytest.approx(41 / 6)
+    assert hi - mean == pytest.approx(2.570582 * sem, rel=1e-6)  # t(0.975, 5) from tables
+    assert mean - lo == pytest.approx(hi - mean)
+
+
+def test_step_zero_returns_are_those_of_the_sampler(tmp_path):
+    path = _tiny_policy(tmp_path)
+    params, spec = load_meta_policy(path)
+    tasks = envs.task_split("HalfCheetahVel", "test", 3, seed=4)
+    returns, per_step = adaptation_returns(params, spec, tasks, steps=2, episodes=3, seed=9)
+    assert returns.shape == (3, 3) and len(per_step) == 3
+    sampler = Sampler("HalfCheetahVel", 3, 3, 10, seed=9, action_scale=0.1)
+    expected = sampler.sample(gaussian.expand_to_tasks(params, 3), tasks).returns_per_task().numpy()
+    np.testing.assert_allclose(returns[0], expected)
+    assert not np.allclose(per_step[1]["b1"], per_step[0]["b1"])  # the inner step moved the policy
+
+
+def test_evaluate_writes_consistent_outputs(tmp_path):
+    path = _tiny_policy(tmp_path)
+    out = tmp_path / "eval"
+    record = evaluate(path, out, num_tasks=4, steps=2, episodes=2, seed=1, baselines=("random",), progress=False)
+    saved = json.loads((out / "adaptation.json").read_text())
+    assert saved["methods"].keys() == {"maml", "random"} and saved["steps"] == 2 and len(saved["tasks"]) == 4
+    for m in saved["methods"].values():
+        per_task = np.array(m["per_task"])
+        assert per_task.shape == (3, 4)
+        np.testing.assert_allclose(m["mean"], per_task.mean(axis=1))
+        for k in range(3):
+            assert m["ci95"][k] == pytest.approx(list(mean_ci(per_task[k])[1:]))
+    assert saved["commit"] and saved["wall_clock_s"] > 0 and saved == json.loads(json.dumps(record))
+    rows = (out / "adaptation.csv").read_text().splitlines()
+    assert rows[0] == "method,step,mean,ci95_low,ci95_high" and len(rows) == 1 + 2 * 3
+    assert (out / "adaptation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the test tasks are the family's held-out split
+    assert saved["tasks"] == envs.task_split("HalfCheetahVel", "test", 4, seed=1)
+
+
+def test_policy_of_another_family_is_refused(tmp_path):
+    path = _tiny_policy(tmp_path)
+    with pytest.raises(ValueError, match="trained on HalfCheetahVel.*not AntDir"):
+        load_meta_policy(path, "AntDir")
+    with pytest.raises(ValueError, match="no policy"):
+        load_meta_policy(tmp_path / "nothing")
+
+
+def test_sb3_actor_weights_become_our_policy():
+    import gymnasium
+    from stable_baselines3 import PPO
+
+    env = gymnasium.make(envs.gym_id("HalfCheetahVel"), task=None, horizon=10)
+    model = PPO("MlpPolicy", env, device="cpu", seed=0,
+                policy_kwargs={"net_arch": {"pi": [16, 16], "vf": [16, 16]}, "activation_fn": torch.nn.Tanh})
+    with torch.no_grad():
+        model.policy.log_std.fill_(-0.3)
+    params = baselines.sb3_actor_to_params(model)
+    obs = torch.randn(5, 17)
+    with torch.no_grad():
+        dist = model.policy.get_distribution(obs).distribution
+        mean, log_std = gaussian.mean_log_std(params, obs, "tanh")
+    torch.testing.assert_close(mean, dist.mean)
+    torch.testing.assert_close(log_std.expand_as(mean), dist.stddev.log())
+    env.close()
+
+
+def test_pretrained_baseline_is_cached(tmp_path):
+    path = _tiny_policy(tmp_path)
+    _, spec = load_meta_policy(path)
+    p1, info1 = baselines.pretrained_policy(spec, seed=0, horizon=10, cache_dir=tmp_path / "cache", timesteps=64)
+    p2, info2 = baselines.pretrained_policy(spec, seed=0, horizon=10, cache_dir=tmp_path / "cache", timesteps=64)
+    assert not info1["cached"] and info2["cached"] and info1["path"] == info2["path"]
+    for k in p1:
+        assert torch.equal(p1[k], p2[k])
+    assert p1["w0"].shape == (16, 17)
+
+
+def test_eval_cli_outputs_and_errors(tmp_path, capsys):
+    from metarl.cli import main
+
+    path = _tiny_policy(tmp_path)
+    out = tmp_path / "ev"
+    assert main(["eval", str(path), "--tasks", "3", "--steps", "1", "--episodes", "2", "--baselines", "random",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert "maml" in capsys.readouterr().out and (out / "adaptation.png").is_file()
+    for argv, message in [
+        ([str(path), "--family", "AntDir"], "not AntDir"),
+        ([str(path), "--baselines", "oracle,random"], "unknown baseline"),
+        ([str(path), "--tasks", "1"], "--tasks must be an integer >= 2"),
+        ([str(tmp_path / "missing.pt")], "no policy"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(["eval", *argv, "--out", str(tmp_path / "bad"), "--no-progress"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and err.count("\n") == 1
+        assert not (tmp_path / "bad").exists()
