@@ -4,6 +4,9 @@
     metarl bench update [--tasks 40] [--episodes 20] [--horizon 100] [--repeats 3] [--quick]
     metarl bench envs [--families HalfCheetahVel,AntDir] [--tasks 40] [--episodes 20] [--horizon 100]
                       [--repeats 3] [--out benchmarks/results] [--quick]
+    metarl render RUN_DIR|POLICY.pt --task key=value [--task ...] --steps 0,1,3 --out FILE.mp4|FILE.gif
+                  [--size WxH] [--episodes 20] [--seed 0] [--horizon H] [--layout sequence|side]
+                  [--family NAME] [--no-progress]
 
 Adding a command: write ``_add_<name>(subparsers)``, which declares its parser and arguments and
 sets ``func`` to a ``_cmd_<name>(args) -> int`` function, and list it in :data:`COMMANDS`. A command
@@ -195,8 +198,183 @@ def _add_train(subparsers) -> None:
     p.set_defaults(func=_cmd_train)
 
 
-# eval, render, demo: add their `_add_<name>` here.
-COMMANDS: list[Callable] = [_add_train, _add_bench]
+# --- render -----------------------------------------------------------------------------------------
+
+
+def _parse_task(items: Sequence[str]) -> dict:
+    """``["velocity=1.5", "goal=[1, 2]"]`` -> ``{"velocity": 1.5, "goal": [1, 2]}`` (values as YAML)."""
+    import yaml
+
+    task = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not raw.strip():
+            raise UsageError(f"--task takes key=value (e.g. --task velocity=1.5), got {item!r}")
+        if key in task:
+            raise UsageError(f"--task gives {key!r} twice")
+        try:
+            task[key] = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or "not valid YAML"
+            raise UsageError(f"--task {key}: cannot read {raw!r} ({problem})") from None
+    return task
+
+
+def _parse_steps(text: str) -> list[int]:
+    from metarl.render import check_steps
+
+    try:
+        steps = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--steps takes comma-separated integers >= 0 (e.g. 0,1,3), got {text!r}") from None
+    return _usage_errors(check_steps, steps)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    import re
+
+    from metarl.render import check_size
+
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise UsageError(f"--size takes WIDTHxHEIGHT (e.g. 480x320), got {text!r}")
+    return _usage_errors(check_size, (int(match[1]), int(match[2])))
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from metarl.render import render_adaptation
+
+    task = _parse_task(args.task)
+    steps = _parse_steps(args.steps)
+    size = _parse_size(args.size)
+    info = _usage_errors(
+        render_adaptation, args.policy, task, steps, args.out, size=size, episodes=args.episodes, seed=args.seed,
+        horizon=args.horizon, layout=args.layout, progress=not args.no_progress, family=args.family,
+    )
+    w, h = size
+    width = w * (len(steps) if args.layout == "side" else 1)
+    print(f"video: {info['out']}  ({info['frames']} frames, {width}x{h}, {info['fps']} fps, {args.layout})")
+    for k in steps:
+        print(f"after {k} inner step{'s' if k != 1 else ''}: return {info['returns'][k]:.2f} over "
+              f"{info['episode_lengths'][k]} steps (mean of {args.episodes} sampled episodes: "
+              f"{info['sampled_returns'][k]:.2f})")
+    return 0
+
+
+def _add_render(subparsers) -> None:
+    p = subparsers.add_parser(
+        "render", help="video of a meta-policy adapting to one task",
+        description="Adapt a meta-policy to one task (EPISODES sampled episodes per inner step, as in "
+        "evaluation), then roll out one deterministic episode (the policy mean) after each of STEPS inner "
+        "steps and write it as a video with a caption (family, task, step, running return). MuJoCo "
+        "families only.",
+    )
+    p.add_argument("policy", metavar="RUN_DIR|POLICY.pt", help="a run directory or a policy.pt file")
+    p.add_argument("--task", action="append", required=True, metavar="KEY=VALUE",
+                   help="task key (repeatable), value read as YAML, e.g. --task velocity=1.5 or "
+                   "--task goal=[1.0,-2.0]")
+    p.add_argument("--steps", required=True, help="comma-separated inner steps to show, e.g. 0,1,3")
+    p.add_argument("--out", required=True, metavar="FILE.mp4|FILE.gif", help="the video to write")
+    p.add_argument("--size", default="480x320", metavar="WxH", help="frame size (default: %(default)s)")
+    p.add_argument("--episodes", type=int, default=20,
+                   help="episodes per inner step for the adaptation (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of adaptation and initial states (default: 0)")
+    p.add_argument("--horizon", type=int, help="episode length (default: the policy's training horizon)")
+    p.add_argument("--layout", choices=["sequence", "side"], default="sequence",
+                   help="episodes one after another or side by side (default: %(default)s)")
+    p.add_argument("--family", help="refuse a policy of another family than this one")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_render)
+
+
+# eval, demo: add their `_add_<name>` here.
+# --- eval -------------------------------------------------------------------------------------------
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from metarl.evaluation import BASELINES, evaluate
+
+    names = [b.strip() for b in args.baselines.split(",") if b.strip()] if args.baselines else []
+    unknown = sorted(set(names) - set(BASELINES))
+    if unknown:
+        raise UsageError(f"unknown baseline(s) {unknown}; available: {', '.join(BASELINES)} (oracle: not yet)")
+    source = Path(args.policy)
+    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / f"eval-seed{args.seed}"
+    record = _usage_errors(
+        evaluate, source, out, family=args.family, num_tasks=args.tasks, steps=args.steps, episodes=args.episodes,
+        seed=args.seed, baselines=names, horizon=args.horizon, pretrain_timesteps=args.pretrain_timesteps,
+        progress=not args.no_progress)
+    print(f"{record['family']}, {record['num_tasks']} held-out tasks, horizon {record['horizon']}: "
+          "mean return after 0..{} steps (95% CI)".format(record["steps"]))
+    for name, m in record["methods"].items():
+        cells = "  ".join(f"{mean:8.1f} [{lo:.1f}, {hi:.1f}]" for mean, (lo, hi) in zip(m["mean"], m["ci95"],
+                                                                                         strict=True))
+        print(f"  {name:<11s} {cells}")
+    print(f"wrote {out / 'adaptation.json'}, adaptation.csv, adaptation.png")
+    return 0
+
+
+def _add_eval(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval", help="adaptation curve on held-out tasks, with baselines",
+        description="Sample each held-out task with the meta-policy, adapt it with its inner loop step by step, "
+        "and report the mean return after 0..STEPS steps, with the pretrained and random baselines adapted "
+        "the same way. Writes adaptation.json, adaptation.csv and adaptation.png.",
+    )
+    p.add_argument("policy", metavar="RUN_DIR|POLICY.pt", help="a training run directory or a policy.pt")
+    p.add_argument("--family", help="the family to evaluate on (default: the policy's; must match it)")
+    p.add_argument("--tasks", type=int, default=40, help="held-out tasks (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=3, help="inner gradient steps (default: %(default)s)")
+    p.add_argument("--episodes", type=int, default=20, help="episodes per task and step (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of tasks, sampling and baselines (default: 0)")
+    p.add_argument("--baselines", default="pretrained,random",
+                   help="comma-separated: pretrained, random, or '' for none (default: %(default)s)")
+    p.add_argument("--horizon", type=int, help="episode length (default: the policy's training horizon)")
+    p.add_argument("--pretrain-timesteps", type=int, help="PPO steps of the pretrained baseline (default 200000)")
+    p.add_argument("--out", help="output directory (default: RUN_DIR/eval-seed<seed>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
+
+
+# --- demo -------------------------------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from metarl.demo import run_demo
+
+    result = _usage_errors(run_demo, args.out, tasks=args.tasks, steps=args.steps, episodes=args.episodes,
+                           seed=args.seed, progress=not args.no_progress)
+    record = result["eval"]
+    print(f"shipped {record['family']} meta-policy on {record['num_tasks']} fresh held-out tasks "
+          f"(seed {record['seed']}), mean return after 0..{record['steps']} steps:")
+    for name, m in record["methods"].items():
+        print(f"  {name:<7s} " + "  ".join(f"{x:8.1f}" for x in m["mean"]))
+    returns = result["render"]["returns"]
+    print("video task return: " + ", ".join(f"step {k}: {v:.1f}" for k, v in returns.items()))
+    print(f"plot:  {result['plot']}")
+    print(f"video: {result['video']}")
+    return 0
+
+
+def _add_demo(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo", help="the shipped HalfCheetahVel meta-policy adapting on fresh tasks (plot + video)",
+        description="Evaluate the shipped HalfCheetahVel meta-policy on fresh held-out tasks against a random "
+        "policy, and render a before/after-adaptation video. A few minutes on two cores.",
+    )
+    p.add_argument("--out", default="runs/demo", help="output directory (default: %(default)s)")
+    p.add_argument("--tasks", type=int, default=10, help="held-out tasks (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=2, help="inner gradient steps (default: %(default)s)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes per task and step (default: %(default)s)")
+    p.add_argument("--seed", type=int, help="seed of the tasks (default: a fresh one)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
+
+
+COMMANDS: list[Callable] = [_add_demo, _add_train, _add_eval, _add_render, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

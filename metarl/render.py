@@ -1,0 +1,304 @@
+"""Videos of a meta-policy adapting to one task: one deterministic episode after each inner step.
+
+    from metarl.render import render_adaptation
+    info = render_adaptation("runs/hcv", {"velocity": 1.5}, [0, 1, 3], Path("hcv.mp4"), size=(320, 240))
+    info["returns"]  # {0: -80.1, 1: -45.3, 3: -30.2}
+
+The policy is adapted with the same inner loop as :func:`metarl.evaluation.adaptation_returns`
+(``episodes`` sampled episodes per step); for each requested step k, one episode is then rolled out
+with the mean action of the policy after k steps and rendered, with a caption giving the family, the
+task, the step k, the control step t and the running return. ``layout="sequence"`` plays the episodes
+one after another, ``"side"`` plays them at the same time side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import envs
+from metarl.evaluation import PolicySpec, adaptation_returns, load_meta_policy
+from policies import gaussian
+
+FORMATS = (".mp4", ".gif")
+LAYOUTS = ("sequence", "side")
+MIN_SIZE, MAX_SIZE = 16, 4096
+
+
+def check_size(size) -> tuple[int, int]:
+    """``size`` as ``(width, height)`` ints in [16, 4096], or a ValueError."""
+    try:
+        w, h = size
+    except (TypeError, ValueError):
+        raise ValueError(f"size must be (width, height), got {size!r}") from None
+    for name, v in (("width", w), ("height", h)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or not MIN_SIZE <= v <= MAX_SIZE:
+            raise ValueError(f"frame {name} must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {v!r}")
+    return int(w), int(h)
+
+
+def check_steps(steps) -> list[int]:
+    """``steps`` sorted and without repeats; a ValueError if empty or not all integers >= 0."""
+    try:
+        values = list(steps)
+    except TypeError:
+        raise ValueError(f"steps must be a list of integers >= 0, got {steps!r}") from None
+    if not values:
+        raise ValueError("give at least one inner step to render (e.g. 0,1)")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0:
+            raise ValueError(f"inner steps must be integers >= 0, got {v!r}")
+    return sorted({int(v) for v in values})
+
+
+def check_out(out: str | os.PathLike) -> Path:
+    """``out`` as a Path ending in .mp4 or .gif whose directory exists and is writable (nothing is left there)."""
+    out = Path(out)
+    if out.suffix.lower() not in FORMATS:
+        raise ValueError(f"output {str(out)!r} must end in .mp4 or .gif, not {out.suffix or 'no extension'!r}")
+    if out.is_dir():
+        raise ValueError(f"output {str(out)!r} is a directory; give a file name ending in .mp4 or .gif")
+    directory = out.parent
+    if not directory.is_dir():
+        raise ValueError(f"directory {str(directory)!r} of the output does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write into {str(directory)!r}: {e.strerror or e}") from None
+    return out
+
+
+def _check_positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def format_task(task: dict) -> str:
+    """``velocity=1.50``, ``goal=[1.00, -2.00]``; arrays of more than 3 values as their size and mean."""
+    parts = []
+    for key, value in task.items():
+        v = np.asarray(value, dtype=np.float64)
+        if v.ndim == 0:
+            parts.append(f"{key}={float(v):.2f}")
+        elif v.size <= 3:
+            parts.append(f"{key}=[{', '.join(f'{x:.2f}' for x in v.ravel())}]")
+        else:
+            parts.append(f"{key}=[{v.size} values, mean {v.mean():.2f}]")
+    return " ".join(parts)
+
+
+class _Captioner:
+    """Draws the caption (two lines of white text on a darkened band at the top) on frames."""
+
+    def __init__(self, width: int, height: int):
+        from PIL import ImageFont
+
+        size = max(8, round(height / 22))
+        try:
+            self.font = ImageFont.load_default(size=size)
+        except (TypeError, ValueError, OSError):  # Pillow without FreeType: the fixed bitmap font
+            self.font = ImageFont.load_default()
+        try:
+            ascent, descent = self.font.getmetrics()
+            self.line = ascent + descent
+        except AttributeError:
+            self.line = 11
+        self.pad = max(2, self.line // 5)
+        self.band = min(height, 2 * self.line + 3 * self.pad)
+
+    def __call__(self, frame: np.ndarray, lines: list[str]) -> np.ndarray:
+        from PIL import Image, ImageDraw
+
+        frame = frame.copy()
+        frame[: self.band] //= 3
+        img = Image.fromarray(frame)
+        draw = ImageDraw.Draw(img)
+        for i, text in enumerate(lines):
+            draw.text((self.pad, self.pad + i * (self.line + self.pad)), text, fill=(255, 255, 255), font=self.font)
+        return np.asarray(img)
+
+
+class _Episode:
+    """One deterministic episode of the policy ``params`` (task axis 1) on its own one-env engine."""
+
+    def __init__(self, spec: PolicySpec, task: dict, params: dict, step: int, horizon: int | None, seed: int,
+                 size: tuple[int, int], caption: _Captioner, task_text: str):
+        self.spec, self.params, self.step, self.seed = spec, params, step, seed
+        self.size, self.caption, self.task_text = size, caption, task_text
+        self.env = envs.make(spec.family, 1, tasks=[task], horizon=horizon, nthread=1, **spec.family_options)
+        self.ret, self.length = 0.0, 0
+
+    def _frame(self) -> np.ndarray:
+        frame = self.env.render_frame(0, *self.size)
+        lines = [f"step {self.step}  t={self.length}  return {self.ret:.2f}", f"{self.spec.family}  {self.task_text}"]
+        return self.caption(frame, lines)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """The frame after reset, then one after every control step until the episode ends."""
+        obs, _ = self.env.reset(seed=self.seed)
+        yield self._frame()
+        for _ in range(self.env.horizon):
+            with torch.no_grad():
+                mean, _ = gaussian.forward(self.params, torch.as_tensor(obs, dtype=torch.float32),
+                                           self.spec.activation)
+            actions = self.spec.action_scale * mean.double().numpy()
+            obs, reward, terminated, truncated, _ = self.env.step(actions)
+            self.ret += float(reward[0])
+            self.length += 1
+            yield self._frame()
+            if terminated[0] or truncated[0]:
+                break
+
+
+def _side_by_side(episodes: list[_Episode]) -> Iterator[np.ndarray]:
+    """Frames of all episodes concatenated horizontally; an ended episode keeps its last frame."""
+    iters = [e.frames() for e in episodes]
+    last: list[np.ndarray | None] = [None] * len(iters)
+    while True:
+        fresh = False
+        for i, it in enumerate(iters):
+            frame = next(it, None)
+            if frame is not None:
+                last[i], fresh = frame, True
+        if not fresh:
+            return
+        yield np.concatenate(last, axis=1)
+
+
+class _Writer:
+    """Appends frames to ``path`` (mp4 through imageio-ffmpeg, gif through Pillow)."""
+
+    def __init__(self, path: str, kind: str, fps: int):
+        import imageio
+
+        self.path, self.kind, self.fps, self.count = path, kind, fps, 0
+        if kind == ".mp4":
+            self._writer = imageio.get_writer(
+                path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p", quality=8,
+                macro_block_size=1, ffmpeg_log_level="error",
+            )
+        else:
+            self._frames: list[np.ndarray] = []
+
+    def append(self, frame: np.ndarray) -> None:
+        if self.kind == ".mp4":
+            h, w = frame.shape[:2]  # yuv420p needs even sizes: repeat the last row / column
+            if h % 2 or w % 2:
+                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            self._writer.append_data(frame)
+        else:
+            self._frames.append(frame)
+        self.count += 1
+
+    def close(self) -> None:
+        if self.kind == ".mp4":
+            self._writer.close()
+            return
+        import imageio.v3 as iio
+
+        # GIF delays are in hundredths of a second and viewers slow down delays under 20 ms
+        duration = max(20, round(1000 / self.fps / 10) * 10)
+        iio.imwrite(self.path, np.stack(self._frames), plugin="pillow", extension=".gif", duration=duration,
+                    loop=0)
+
+
+def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out: str | os.PathLike,
+                      size: tuple[int, int] = (480, 320), episodes: int = 20, seed: int = 0,
+                      horizon: int | None = None, layout: str = "sequence", progress: bool = True,
+                      family: str | None = None) -> dict:
+    """Render the meta-policy at ``path`` after each of ``steps`` inner steps on ``task`` into ``out``.
+
+    Args:
+        path: a run directory or a ``policy.pt``.
+        task: a task of the policy's family, e.g. ``{"velocity": 1.5}``.
+        steps: inner steps to show (sorted, repeats dropped), e.g. ``[0, 1, 3]``.
+        out: the video, ``.mp4`` (H.264 at the env's frame rate) or ``.gif``; written atomically.
+        size: ``(width, height)`` of one episode's frames.
+        episodes: episodes sampled per inner step to adapt the policy.
+        seed: seeds the adaptation's sampler and the initial state of every rendered episode.
+        horizon: episode length (default: the policy's training horizon, else the family's).
+        layout: ``"sequence"`` (episodes one after another) or ``"side"`` (side by side, same time).
+        progress: show a progress bar over frames.
+        family: if given, refuse a policy of another family.
+
+    Returns:
+        ``{"out": str, "frames": n, "returns": {k: float}, "episode_lengths": {k: int}, "fps": int,
+        "sampled_returns": {k: float}}``; ``sampled_returns`` is the mean return of the ``episodes``
+        stochastic episodes of step k.
+
+    Raises:
+        ValueError: a bad argument (missing policy, a task of the wrong keys or range, a bad extension,
+            an unwritable directory, a family without a MuJoCo body, ...), before anything is run or
+            written.
+    """
+    from tqdm import tqdm
+
+    # every check before any work
+    out = check_out(out)
+    steps = check_steps(steps)
+    size = check_size(size)
+    episodes = _check_positive("episodes", episodes)
+    if horizon is not None:
+        horizon = _check_positive("horizon", horizon)
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    params, spec = load_meta_policy(path, family)
+    if envs.get_family(spec.family).body is None:
+        raise ValueError(f"rendering needs a MuJoCo family; {str(path)!r} is a {spec.family} policy")
+    if not isinstance(task, dict) or not task:
+        raise ValueError(f"give a task of {spec.family} (e.g. --task key=value), got {task!r}")
+    envs.validate_task(spec.family, task, **spec.family_options)
+    task = dict(task)
+    horizon = horizon if horizon is not None else spec.horizon
+
+    sampled, params_per_step = adaptation_returns(params, spec, [task], max(steps), episodes, int(seed), horizon)
+    caption = _Captioner(*size)
+    task_text = format_task(task)
+    runs = [_Episode(spec, task, params_per_step[k], k, horizon, int(seed), size, caption, task_text) for k in steps]
+    fps = int(runs[0].env.metadata["render_fps"])
+    per_episode = runs[0].env.horizon + 1
+    if layout == "sequence":
+        frames = (f for run in runs for f in run.frames())
+        expected = per_episode * len(runs)
+    else:
+        frames = _side_by_side(runs)
+        expected = per_episode
+
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix.lower())
+    os.close(fd)
+    try:
+        writer = _Writer(tmp, out.suffix.lower(), fps)
+        with tqdm(total=expected, unit="frame", desc=f"render {out.name}", disable=not progress) as bar:
+            try:
+                for frame in frames:
+                    writer.append(frame)
+                    bar.update()
+            finally:
+                writer.close()
+            bar.total = bar.n
+            bar.refresh()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the video gets the usual mode
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return {
+        "out": str(out),
+        "frames": writer.count,
+        "returns": {k: run.ret for k, run in zip(steps, runs, strict=True)},
+        "episode_lengths": {k: run.length for k, run in zip(steps, runs, strict=True)},
+        "fps": fps,
+        "sampled_returns": {k: float(sampled[k, 0]) for k in steps},
+    }

@@ -1,0 +1,42 @@
+"""The shipped meta-policies and metarl demo."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from metarl.demo import SHIPPED, run_demo
+from metarl.evaluation import load_meta_policy
+from policies import gaussian
+
+SHIPPED_FILES = sorted(SHIPPED.glob("*.pt"))
+
+
+def test_halfcheetah_vel_is_shipped():
+    assert SHIPPED / "HalfCheetahVel.pt" in SHIPPED_FILES
+
+
+@pytest.mark.parametrize("path", SHIPPED_FILES, ids=[p.stem for p in SHIPPED_FILES])
+def test_shipped_policies_load_and_run(path):
+    params, spec = load_meta_policy(path, family=path.stem)
+    vec = envs.make(spec.family, 2, horizon=5, seed=0)
+    obs, _ = vec.reset()
+    assert spec.obs_dim == obs.shape[1]
+    for _ in range(5):
+        mean, _ = gaussian.forward(params, torch.as_tensor(obs, dtype=torch.float32))
+        obs, reward, *_ = vec.step(spec.action_scale * mean.double().numpy())
+        assert np.isfinite(reward).all()
+    card = path.with_suffix(".json")
+    if card.exists():  # written by scripts/ship_policy.py
+        info = json.loads(card.read_text())
+        assert info["family"] == spec.family and info["iterations"] > 0
+        assert {"maml", "random"} <= set(info["evaluation"]["methods"])
+
+
+def test_demo_writes_plot_and_video(tmp_path):
+    result = run_demo(tmp_path / "demo", tasks=2, steps=1, episodes=2, seed=3, size=(64, 48), progress=False)
+    assert (tmp_path / "demo" / "adaptation.png").is_file()
+    assert result["video"].endswith("adaptation.mp4") and (tmp_path / "demo" / "adaptation.mp4").stat().st_size > 0
+    assert set(result["eval"]["methods"]) == {"maml", "random"}
