@@ -165,7 +165,13 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
             raise ValueError(f"--{name} must be an integer >= {low}, got {value!r}")
     params, spec = load_meta_policy(path, family)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"cannot write to output directory {str(out)!r}: {e.strerror}") from None
     horizon = horizon or spec.horizon or envs.get_family(spec.family).horizon
     tasks = envs.task_split(spec.family, "test", num_tasks, seed, **spec.family_options)
     policies = {"maml": (params, {"path": str(path)})}

@@ -116,9 +116,10 @@ def test_eval_cli_outputs_and_errors(tmp_path, capsys):
         ([str(path), "--baselines", "oracle,random"], "unknown baseline"),
         ([str(path), "--tasks", "1"], "--tasks must be an integer >= 2"),
         ([str(tmp_path / "missing.pt")], "no policy"),
+        ([str(path), "--out", str(path / "sub")], "cannot write to output directory"),
     ]:
         with pytest.raises(SystemExit) as e:
-            main(["eval", *argv, "--out", str(tmp_path / "bad"), "--no-progress"])
+            main(["eval", *argv, "--no-progress"] + ([] if "--out" in argv else ["--out", str(tmp_path / "bad")]))
         err = capsys.readouterr().err
         assert e.value.code == 2 and message in err and err.count("\n") == 1
         assert not (tmp_path / "bad").exists()
