@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime
 import json
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -33,17 +32,10 @@ from pathlib import Path
 import torch
 
 from metarl import algos, config
+from metarl.files import git_commit
 from metarl.trainer import Trainer
 
 QUICK = {"tasks": 4, "episodes": 4, "horizon": 20, "repeats": 1}
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _timed(fn, repeats: int) -> tuple[float, list[float], object]:
@@ -86,7 +78,7 @@ def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, repeats: int = 
     record = {
         "benchmark": "update", "family": family, "tasks": tasks, "episodes": episodes, "horizon": horizon,
         "repeats": repeats, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-        "commit": _commit(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "commit": git_commit(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "outer_step": {
             "vmapped_s": vm_median, "loop_s": lp_median, "vmapped_runs": vm_times, "loop_runs": lp_times,
             "speedup_loop_over_vmapped": lp_median / vm_median,

@@ -16,6 +16,7 @@ from scipy import stats
 
 import envs
 from metarl.adaptation import adapt, advantages
+from metarl.files import ensure_writable_dir, git_commit
 from metarl.sampling import Sampler
 from policies import gaussian
 
@@ -117,17 +118,6 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
 BASELINES = ("pretrained", "random")
 
 
-def _commit() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, num_tasks: int = 40,
              steps: int = 3, episodes: int = 20, seed: int = 0, baselines=BASELINES, horizon: int | None = None,
              pretrain_timesteps: int | None = None, cache_dir: str | Path | None = None,
@@ -165,13 +155,7 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
             raise ValueError(f"--{name} must be an integer >= {low}, got {value!r}")
     params, spec = load_meta_policy(path, family)
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"cannot write to output directory {str(out)!r}: {e.strerror}") from None
+    ensure_writable_dir(out)
     horizon = horizon or spec.horizon or envs.get_family(spec.family).horizon
     tasks = envs.task_split(spec.family, "test", num_tasks, seed, **spec.family_options)
     policies = {"maml": (params, {"path": str(path)})}
@@ -195,7 +179,7 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
         "episodes": episodes, "horizon": horizon, "seed": seed, "inner_lr": spec.inner_lr,
         "tasks": tasks, "policy": str(path),
         "config": config_path.read_text() if config_path.is_file() else None,
-        "commit": _commit(), "wall_clock_s": time.perf_counter() - t_start,
+        "commit": git_commit(), "wall_clock_s": time.perf_counter() - t_start,
         "ci": "95% Student-t interval of the mean over tasks", "methods": methods,
     }
     _write_outputs(record, out)

@@ -26,6 +26,7 @@ import torch
 import envs
 from metarl import algos, config
 from metarl.adaptation import adapt, advantages
+from metarl.files import ensure_writable_dir, git_commit
 from metarl.sampling import Sampler
 from policies import gaussian
 
@@ -93,6 +94,7 @@ class Trainer:
         self.penalty = cfg.inner_kl_penalty if cfg.algo == "ppo" else 0.0
         self.iteration, self.env_steps, self.wall_clock = 0, 0, 0.0
         self.nonfinite_streak = 0
+        self.commit = git_commit()  # of the code that ran the latest iterations, for model cards
         if resume:
             self._load_checkpoint()
 
@@ -105,7 +107,7 @@ class Trainer:
             "optimizer": None if self.optimizer is None else copy.deepcopy(self.optimizer.state_dict()),
             "penalty": self.penalty,
             "sampler_rng": self.sampler.state(), "task_rng": self.task_rng.bit_generator.state,
-            "config": config.to_dict(self.cfg),
+            "config": config.to_dict(self.cfg), "commit": self.commit,
         }
 
     def _load_checkpoint(self) -> None:
@@ -346,13 +348,7 @@ def prepare_run_dir(out_dir: str | Path, cfg: config.Config | None, resume: bool
     if out.exists() and any(out.iterdir()) and not force:
         raise ValueError(f"output directory {str(out)!r} already exists; pass --resume to continue it "
                          "or --force to overwrite it")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"cannot write to output directory {str(out)!r}: {e.strerror}") from None
+    ensure_writable_dir(out)
     if force:
         for name in ("progress.csv", "checkpoint.pt", "policy.pt"):
             (out / name).unlink(missing_ok=True)
