@@ -2,7 +2,7 @@
 card <family>.json (config, seed, iterations, env steps, wall-clock, commit, eval results) and the
 evaluation plot <family>.png.
 
-    python scripts/ship_policy.py RUN_DIR EVAL_DIR --commit <training commit>
+    python scripts/ship_policy.py RUN_DIR EVAL_DIR [--commit <training commit>]
 """
 
 import argparse
@@ -28,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run", type=Path)
     parser.add_argument("eval", type=Path)
-    parser.add_argument("--commit", required=True, help="commit the run was trained with")
+    parser.add_argument("--commit", help="commit the run was trained with (default: the one its checkpoint records)")
     parser.add_argument("--dest", type=Path, default=Path(__file__).parent.parent / "policies" / "pretrained")
     args = parser.parse_args()
     _, meta = load_policy(args.run / "policy.pt")
@@ -46,7 +46,7 @@ def main() -> None:
         "iterations": state["iteration"],
         "env_steps": state["env_steps"],
         "training_wall_clock_s": round(state["wall_clock"], 1),
-        "training_commit": args.commit,
+        "training_commit": args.commit or state.get("commit", "unknown"),
         "training_command": f"metarl train <config> ... --out {args.run} (config above)",
         "last_10_iterations": {
             "pre_return": sum(float(r["pre_return"]) for r in last) / len(last),
