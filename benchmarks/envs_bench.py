@@ -48,6 +48,7 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 import envs
+from metarl.files import git_commit
 
 DEFAULT_FAMILIES = ("HalfCheetahVel", "AntDir")
 SYNC_ENVS = 20
@@ -255,17 +256,6 @@ def bench_family(family: str, tasks: int, episodes: int, horizon: int, repeats: 
 
 def _progress(family: str, setup: str, summary: dict) -> str:
     return f"  {family} {SETUP_LABELS[setup]}: {summary['steps_per_s']:,.0f} steps/s"
-
-
-def git_commit() -> str:
-    """Short commit of the metarl checkout, or ``"unknown"``."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
 def _git_dirty() -> bool | None:

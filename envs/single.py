@@ -25,7 +25,7 @@ from gymnasium.utils import seeding
 from envs import physics
 from envs.engine import check_actions, check_horizon
 from envs.families import RAND_PARAM_BASES, check_options, get_family, sample_tasks, validate_task
-from envs.models import BODIES, load_model
+from envs.models import load_model
 
 
 class _TaskEnvMixin:
@@ -169,13 +169,3 @@ class Walker2DRandParamsEnv(_TaskEnvMixin, Walker2dEnv):
     Reward and termination of Walker2d-v5."""
 
     family_name = "Walker2DRandParams"
-
-
-SINGLE_ENVS = {
-    cls.family_name: cls
-    for cls in [HalfCheetahVelEnv, HalfCheetahDirEnv, AntVelEnv, AntDirEnv, AntGoalEnv,
-                HopperRandParamsEnv, Walker2DRandParamsEnv]
-}
-assert set(SINGLE_ENVS) == {f.name for f in map(get_family, SINGLE_ENVS)} and all(
-    get_family(n).body in BODIES for n in SINGLE_ENVS
-)

@@ -78,16 +78,10 @@ def surrogate_and_kl(params: dict, batch: MetaBatch, old: OldPolicy | None, *, i
         ``(loss, kl, old)``; both scalars averaged over tasks.
     """
     mean, log_std = outer_policy(params, batch, inner_lr, first_order, activation)
-    logp = gaussian.log_prob(mean, log_std, batch.outer.actions)
     if old is None:
+        logp = gaussian.log_prob(mean, log_std, batch.outer.actions)
         old = OldPolicy(mean.detach(), log_std.detach(), logp.detach())
-    ratio = torch.exp(logp - old.logp)
-    adv, mask = batch.outer_adv, batch.outer.mask
-    objective = ratio * adv
-    if clip is not None:
-        objective = torch.minimum(objective, ratio.clamp(1.0 - clip, 1.0 + clip) * adv)
-    loss = -task_mean(objective, mask)
-    kl = task_mean(gaussian.kl_divergence(old.mean, old.log_std, mean, log_std), mask)
+    loss, kl = _outputs_to_loss_kl(mean, log_std, old, batch, clip)
     return loss, kl, old
 
 
@@ -128,10 +122,15 @@ def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.
     return x, ax
 
 
-def _outputs_to_loss_kl(mean, log_std, old: OldPolicy, batch: MetaBatch):
-    logp = gaussian.log_prob(mean, log_std, batch.outer.actions)
-    loss = -task_mean(torch.exp(logp - old.logp) * batch.outer_adv, batch.outer.mask)
-    kl = task_mean(gaussian.kl_divergence(old.mean, old.log_std, mean, log_std), batch.outer.mask)
+def _outputs_to_loss_kl(mean, log_std, old: OldPolicy, batch: MetaBatch, clip: float | None = None):
+    """Outer loss and mean KL(old || new) from the adapted policies' outputs (see surrogate_and_kl)."""
+    ratio = torch.exp(gaussian.log_prob(mean, log_std, batch.outer.actions) - old.logp)
+    adv, mask = batch.outer_adv, batch.outer.mask
+    objective = ratio * adv
+    if clip is not None:
+        objective = torch.minimum(objective, ratio.clamp(1.0 - clip, 1.0 + clip) * adv)
+    loss = -task_mean(objective, mask)
+    kl = task_mean(gaussian.kl_divergence(old.mean, old.log_std, mean, log_std), mask)
     return loss, kl
 
 
