@@ -13,7 +13,8 @@ choose_gl_backend()  # before mujoco is imported anywhere below
 import gymnasium  # noqa: E402
 
 from envs.engine import make  # noqa: E402
-from envs.families import FAMILIES, get_family, sample_tasks, task_split, validate_task  # noqa: E402
+from envs.families import FAMILIES, get_family, sample_tasks, task_features, task_split, validate_task  # noqa: E402
+from envs.wrappers import TaskInObservation  # noqa: E402
 
 
 def gym_id(family: str) -> str:
@@ -26,4 +27,7 @@ for _name, _family in FAMILIES.items():
     if gym_id(_name) not in gymnasium.registry:
         gymnasium.register(id=gym_id(_name), entry_point=_entry)
 
-__all__ = ["FAMILIES", "gym_id", "get_family", "make", "sample_tasks", "task_split", "validate_task"]
+__all__ = [
+    "FAMILIES", "TaskInObservation", "gym_id", "get_family", "make", "sample_tasks", "task_features", "task_split",
+    "validate_task",
+]

@@ -56,9 +56,10 @@ def check_actions(actions, shape: tuple[int, ...]) -> np.ndarray:
 class TaskVectorEnv(VectorEnv):
     """Whole-episode bookkeeping shared by the MuJoCo and numpy engines.
 
-    Subclasses implement ``_apply_tasks()``, ``_reset_sims(ids)`` returning ``[len(ids), obs_dim]``
-    observations, and ``_advance(actions, active)`` returning ``(obs [N, obs_dim], reward [N],
-    terminated [N], info)`` for the whole batch (rows of inactive sub-environments are ignored).
+    Subclasses implement ``_apply_tasks()``, ``_reset_sims(ids, rngs)`` (one generator per id)
+    returning ``[len(ids), obs_dim]`` observations, and ``_advance(actions, active)`` returning
+    ``(obs [N, obs_dim], reward [N], terminated [N], info)`` for the whole batch (rows of inactive
+    sub-environments are ignored).
     """
 
     def __init__(self, family: str, num_envs: int, horizon: int | None, seed: int | None, options: dict):
@@ -107,17 +108,26 @@ class TaskVectorEnv(VectorEnv):
         self._apply_tasks()
         self._t = None  # the state may no longer match the new tasks
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | list | None = None, options: dict | None = None):
         """Start new episodes.
 
         Args:
-            seed: reseeds the engine's generator (initial-state noise, default tasks).
+            seed: an int reseeds the engine's one generator (initial-state noise of every reset
+                sub-environment in turn, default tasks); a list of ``num_envs`` seeds (ints or int
+                sequences) gives sub-environment ``i`` its own generator ``default_rng(seed[i])``, so
+                its initial state does not depend on the others (as gymnasium's vector envs take a
+                seed per sub-environment).
             options: ``{"reset_mask": bool [num_envs]}`` resets only those sub-environments.
 
         Returns:
             ``(obs [num_envs, obs_dim], info)``; ``info["task_index"]`` is ``arange(num_envs)``.
         """
-        if seed is not None:
+        per_env = None
+        if isinstance(seed, list | tuple | np.ndarray):
+            if len(seed) != self.num_envs:
+                raise ValueError(f"reset needs one seed per sub-environment ({self.num_envs}), got {len(seed)}")
+            per_env = [np.random.default_rng(s) for s in seed]
+        elif seed is not None:
             self._rng = np.random.default_rng(seed)
         mask = np.ones(self.num_envs, dtype=bool)
         if options and "reset_mask" in options:
@@ -129,7 +139,7 @@ class TaskVectorEnv(VectorEnv):
         if not self.tasks:
             self.set_tasks(sample_tasks(self.family.name, self.num_envs, self._rng, **self.options))
         ids = np.flatnonzero(mask)
-        obs = self._reset_sims(ids)
+        obs = self._reset_sims(ids, [self._rng] * len(ids) if per_env is None else [per_env[i] for i in ids])
         if self._t is None:
             self._t = np.zeros(self.num_envs, dtype=np.int64)
             self._last_obs = np.zeros((self.num_envs, self.single_observation_space.shape[0]))
@@ -228,17 +238,17 @@ class MujocoVectorEnv(TaskVectorEnv):
         cfrc = None if self._cfrc is None else self._cfrc[ids]
         return physics.observation(self.body, self._qpos[ids], self._qvel[ids], cfrc)
 
-    def _reset_sims(self, ids: np.ndarray) -> np.ndarray:
+    def _reset_sims(self, ids: np.ndarray, rngs: list) -> np.ndarray:
         nq, nv, scale = self.model.nq, self.model.nv, self._spec.reset_noise
         # Per sub-environment: qpos noise then qvel noise, as gymnasium's v5 reset_model draws them.
         qpos = np.empty((len(ids), nq))
         qvel = np.empty((len(ids), nv))
-        for row in range(len(ids)):
-            qpos[row] = self.model.qpos0 + self._rng.uniform(-scale, scale, size=nq)
+        for row, rng in enumerate(rngs):
+            qpos[row] = self.model.qpos0 + rng.uniform(-scale, scale, size=nq)
             if self._spec.qvel_noise == "normal":
-                qvel[row] = scale * self._rng.standard_normal(nv)
+                qvel[row] = scale * rng.standard_normal(nv)
             else:
-                qvel[row] = self._rng.uniform(-scale, scale, size=nv)
+                qvel[row] = rng.uniform(-scale, scale, size=nv)
         return self.set_state(qpos, qvel, ids)
 
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray, ids=None) -> np.ndarray:
@@ -329,7 +339,7 @@ class NavigationVectorEnv(TaskVectorEnv):
     def _apply_tasks(self) -> None:
         pass
 
-    def _reset_sims(self, ids):
+    def _reset_sims(self, ids, rngs):
         self._position[ids] = 0.0
         return self._position[ids].copy()
 

@@ -288,3 +288,25 @@ def _expected_keys(fam: Family, opts: dict) -> dict[str, tuple[tuple[int, ...], 
         key: (shapes[key], in_range(base**-RAND_PARAM_LOG_RANGE - 1e-12, base**RAND_PARAM_LOG_RANGE + 1e-12))
         for key, base in RAND_PARAM_BASES.items()
     }
+
+
+def task_features(family: str, tasks: list[dict]) -> np.ndarray:
+    """The task parameters as a flat vector per task: what an oracle policy observes.
+
+    Defined for the reward families (velocity, direction, goal), as the MAML paper's oracle; the
+    dynamics families have thousands of multipliers and no oracle.
+
+    Args:
+        family: a reward family's name.
+        tasks: N task dicts.
+
+    Returns:
+        ``[N, k]`` float64, the task's values in sorted key order (k = 1 for velocity and
+        direction, 2 for goals).
+    """
+    fam = get_family(family)
+    if fam.dynamics:
+        raise ValueError(f"{fam.name}: the oracle (task parameters in the observation) is defined for reward "
+                         "tasks only, not for randomised dynamics")
+    return np.stack([np.concatenate([np.ravel(np.asarray(t[k], dtype=np.float64)) for k in sorted(t)])
+                     for t in tasks])

@@ -1,7 +1,9 @@
 """metarl's command line: ``metarl <command> [<subcommand>] [options]``.
 
     metarl train CONFIG [--set key=value ...] [--seed N] [--out DIR] [--resume DIR] [--device cpu|cuda]
+                 [--sampler local|ray] [--num-workers N] [--cpus-per-worker C] [--ray-address ADDR]
     metarl bench update [--tasks 40] [--episodes 20] [--horizon 100] [--repeats 3] [--quick]
+    metarl bench ray [--tasks 40] [--episodes 20] [--horizon 100] [--workers 2] [--repeats 3] [--quick]
     metarl bench envs [--families HalfCheetahVel,AntDir] [--tasks 40] [--episodes 20] [--horizon 100]
                       [--repeats 3] [--out benchmarks/results] [--quick]
     metarl render RUN_DIR|POLICY.pt --task key=value [--task ...] --steps 0,1,3 --out FILE.mp4|FILE.gif
@@ -99,6 +101,37 @@ def _add_bench(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="4 tasks x 4 episodes, horizon 20, 1 repeat (tests)")
     p.set_defaults(func=_cmd_bench_update)
 
+    p = kinds.add_parser(
+        "ray", help="local sampler vs Ray actors (same episodes), and one meta-iteration with each",
+        description="Seconds to sample a HalfCheetahVel meta-batch with the local batched engine and with "
+        "WORKERS Ray actors (same episodes, checked), the Ray time split into the slowest worker and the rest, "
+        "and one full meta-iteration with each sampler. Needs pip install -e \".[ray]\". Writes "
+        "OUT/ray-<date>-<time>.json.",
+    )
+    p.add_argument("--tasks", type=int, default=40, help="tasks (default: %(default)s)")
+    p.add_argument("--episodes", type=int, default=20, help="episodes per task (default: %(default)s)")
+    p.add_argument("--horizon", type=int, default=100, help="steps per episode (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="Ray actors, one CPU each (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="timings, median reported (default: %(default)s)")
+    p.add_argument("--ray-address", help="a running Ray cluster (default: start a local Ray instance)")
+    p.add_argument("--out", default="benchmarks/results", help="directory of the JSON record")
+    p.add_argument("--quick", action="store_true", help="4 tasks x 4 episodes, horizon 20, 1 repeat (tests)")
+    p.set_defaults(func=_cmd_bench_ray)
+
+
+def _cmd_bench_ray(args: argparse.Namespace) -> int:
+    from metarl.distributed import check_options
+
+    for name in ("tasks", "episodes", "horizon", "repeats"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    _usage_errors(check_options, args.workers, 1)
+    from benchmarks import ray_bench
+
+    ray_bench.run(tasks=args.tasks, episodes=args.episodes, horizon=args.horizon, workers=args.workers,
+                  repeats=args.repeats, address=args.ray_address, out_dir=args.out, quick=args.quick)
+    return 0
+
 
 def _cmd_bench_update(args: argparse.Namespace) -> int:
     from benchmarks import update_bench
@@ -120,6 +153,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from metarl import config
     from metarl.trainer import Trainer, prepare_run_dir
 
+    ray_flags = [flag for flag, value in (("--num-workers", args.num_workers), ("--ray-address", args.ray_address),
+                                          ("--cpus-per-worker", args.cpus_per_worker)) if value is not None]
+    if args.sampler != "ray" and ray_flags:
+        raise UsageError(f"{', '.join(ray_flags)} only apply with --sampler ray")
+    sampler_options = {}
+    if args.sampler == "ray":
+        sampler_options = {"num_workers": 2 if args.num_workers is None else args.num_workers,
+                           "cpus_per_worker": 1 if args.cpus_per_worker is None else args.cpus_per_worker,
+                           "address": args.ray_address}
+        from metarl.distributed import check_options
+
+        _usage_errors(check_options, sampler_options["num_workers"], sampler_options["cpus_per_worker"])
     overrides = list(args.set)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
@@ -144,11 +189,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = _usage_errors(config.load, args.config, overrides)
         out = Path(args.out or f"runs/{Path(args.config).stem}-seed{cfg.seed}")
         _check_device(cfg.device)
+        created = not out.exists()
         cfg = _usage_errors(prepare_run_dir, out, cfg, resume=False, force=args.force)
     _check_device(cfg.device)
     from metarl.trainer import Interrupted, NonFiniteError
 
-    trainer = _usage_errors(Trainer, cfg, out, resume=bool(args.resume))
+    try:
+        trainer = _usage_errors(Trainer, cfg, out, resume=bool(args.resume), sampler=args.sampler,
+                                sampler_options=sampler_options)
+    except UsageError:
+        if not args.resume and created:  # e.g. no Ray cluster at --ray-address: leave no half-made run
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     start = trainer.iteration
     try:
         rows = trainer.train(progress=not args.no_progress)
@@ -194,6 +248,14 @@ def _add_train(subparsers) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
     p.add_argument("--force", action="store_true", help="overwrite an existing run directory")
     p.add_argument("--device", choices=["cpu", "cuda"], help="device of the policy update")
+    p.add_argument("--sampler", choices=["local", "ray"], default="local",
+                   help="where episodes are sampled: one batched engine here, or Ray actors (pip install -e "
+                   "\".[ray]\"); same episodes for the same seed (default: %(default)s)")
+    p.add_argument("--num-workers", type=int, help="Ray actors, each with an engine for a shard of the tasks "
+                   "(default: 2)")
+    p.add_argument("--cpus-per-worker", type=int, help="CPUs (engine threads) per Ray actor (default: 1)")
+    p.add_argument("--ray-address", help="a running Ray cluster, e.g. 'auto' on a cluster node (default: start "
+                   "a local Ray instance)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -297,10 +359,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from metarl.evaluation import BASELINES, evaluate
 
-    names = [b.strip() for b in args.baselines.split(",") if b.strip()] if args.baselines else []
-    unknown = sorted(set(names) - set(BASELINES))
-    if unknown:
-        raise UsageError(f"unknown baseline(s) {unknown}; available: {', '.join(BASELINES)} (oracle: not yet)")
+    if args.baselines is None:
+        names = None  # every baseline defined for the family
+    else:
+        names = [b.strip() for b in args.baselines.split(",") if b.strip()]
+        unknown = sorted(set(names) - set(BASELINES))
+        if unknown:
+            raise UsageError(f"unknown baseline(s) {unknown}; available: {', '.join(BASELINES)}")
     source = Path(args.policy)
     out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / f"eval-seed{args.seed}"
     record = _usage_errors(
@@ -312,7 +377,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for name, m in record["methods"].items():
         cells = "  ".join(f"{mean:8.1f} [{lo:.1f}, {hi:.1f}]" for mean, (lo, hi) in zip(m["mean"], m["ci95"],
                                                                                          strict=True))
-        print(f"  {name:<11s} {cells}")
+        print(f"  {name:<11s} {cells}" + ("   (told the task, not adapted)" if not m.get("adapted", True) else ""))
     print(f"wrote {out / 'adaptation.json'}, adaptation.csv, adaptation.png")
     return 0
 
@@ -321,8 +386,9 @@ def _add_eval(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="adaptation curve on held-out tasks, with baselines",
         description="Sample each held-out task with the meta-policy, adapt it with its inner loop step by step, "
-        "and report the mean return after 0..STEPS steps, with the pretrained and random baselines adapted "
-        "the same way. Writes adaptation.json, adaptation.csv and adaptation.png.",
+        "and report the mean return after 0..STEPS steps, with the pretrained, random and oracle baselines "
+        "adapted the same way (the oracle, told the task, is not adapted; PPO baselines are trained once and "
+        "cached in ~/.cache/metarl/baselines). Writes adaptation.json, adaptation.csv and adaptation.png.",
     )
     p.add_argument("policy", metavar="RUN_DIR|POLICY.pt", help="a training run directory or a policy.pt")
     p.add_argument("--family", help="the family to evaluate on (default: the policy's; must match it)")
@@ -330,10 +396,12 @@ def _add_eval(subparsers) -> None:
     p.add_argument("--steps", type=int, default=3, help="inner gradient steps (default: %(default)s)")
     p.add_argument("--episodes", type=int, default=20, help="episodes per task and step (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of tasks, sampling and baselines (default: 0)")
-    p.add_argument("--baselines", default="pretrained,random",
-                   help="comma-separated: pretrained, random, or '' for none (default: %(default)s)")
+    p.add_argument("--baselines",
+                   help="comma-separated: pretrained, random, oracle, or '' for none (default: all defined for "
+                   "the family; no oracle for the dynamics families)")
     p.add_argument("--horizon", type=int, help="episode length (default: the policy's training horizon)")
-    p.add_argument("--pretrain-timesteps", type=int, help="PPO steps of the pretrained baseline (default 200000)")
+    p.add_argument("--pretrain-timesteps", type=int,
+                   help="PPO steps of the pretrained and oracle baselines (default 1000000)")
     p.add_argument("--out", help="output directory (default: RUN_DIR/eval-seed<seed>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)

@@ -7,7 +7,7 @@ for K steps. The return after k steps is the mean undiscounted episode return of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ class PolicySpec:
     action_scale: float
     inner_lr: float
     horizon: int | None
+    task_in_obs: bool = False  # the oracle's observation: task parameters appended
 
 
 def load_meta_policy(path: str | Path, family: str | None = None) -> tuple[dict, PolicySpec]:
@@ -90,7 +91,7 @@ def adaptation_returns(params: dict, spec: PolicySpec, tasks: list[dict], steps:
     """
     sampler = Sampler(spec.family, len(tasks), episodes, horizon or spec.horizon, seed=seed,
                       activation=spec.activation, nthread=nthread, action_scale=spec.action_scale,
-                      **spec.family_options)
+                      task_in_obs=spec.task_in_obs, **spec.family_options)
     lr = spec.inner_lr if inner_lr is None else inner_lr
     current = gaussian.expand_to_tasks({k: v.detach() for k, v in params.items()}, len(tasks))
     returns, per_step = [], [current]
@@ -115,11 +116,16 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     return mean, mean - half, mean + half
 
 
-BASELINES = ("pretrained", "random")
+BASELINES = ("pretrained", "random", "oracle")
+
+
+def default_baselines(family: str) -> tuple[str, ...]:
+    """Every baseline defined for ``family`` (no oracle for the dynamics families)."""
+    return tuple(b for b in BASELINES if b != "oracle" or not envs.get_family(family).dynamics)
 
 
 def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, num_tasks: int = 40,
-             steps: int = 3, episodes: int = 20, seed: int = 0, baselines=BASELINES, horizon: int | None = None,
+             steps: int = 3, episodes: int = 20, seed: int = 0, baselines=None, horizon: int | None = None,
              pretrain_timesteps: int | None = None, cache_dir: str | Path | None = None,
              progress: bool = True) -> dict:
     """Evaluate a meta-policy and baselines on held-out tasks; write adaptation.{json,csv,png}.
@@ -132,9 +138,11 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
         steps: K inner steps (returns after 0..K are reported).
         episodes: episodes per task per step.
         seed: seeds the test tasks, the sampling and the baselines.
-        baselines: any of :data:`BASELINES`.
+        baselines: any of :data:`BASELINES` (default: those defined for the family). The oracle
+            is evaluated once, unadapted (it observes the task).
         horizon: episode length (default: the policy's training horizon).
-        pretrain_timesteps: PPO steps of the pretrained baseline (default 200k).
+        pretrain_timesteps: PPO steps of the pretrained and oracle baselines (default
+            :data:`metarl.baselines.PRETRAIN_TIMESTEPS`).
         cache_dir: cache of trained baselines (default ``~/.cache/metarl/baselines``).
 
     Returns:
@@ -147,13 +155,16 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
     from metarl import baselines as bl
 
     t_start = time.perf_counter()
-    unknown = sorted(set(baselines) - set(BASELINES))
+    unknown = sorted(set(baselines or ()) - set(BASELINES))
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; available: {', '.join(BASELINES)}")
     for name, value, low in (("tasks", num_tasks, 2), ("steps", steps, 0), ("episodes", episodes, 1)):
         if not isinstance(value, int) or value < low:
             raise ValueError(f"--{name} must be an integer >= {low}, got {value!r}")
     params, spec = load_meta_policy(path, family)
+    baselines = default_baselines(spec.family) if baselines is None else tuple(baselines)
+    if "oracle" in baselines and envs.get_family(spec.family).dynamics:
+        raise ValueError(f"no oracle baseline for {spec.family}: the oracle is defined for reward tasks only")
     out = Path(out_dir)
     ensure_writable_dir(out)
     horizon = horizon or spec.horizon or envs.get_family(spec.family).horizon
@@ -161,18 +172,28 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
     policies = {"maml": (params, {"path": str(path)})}
     if "random" in baselines:
         policies["random"] = (bl.random_policy(spec, seed), {"init": "xavier-uniform, std 1", "seed": seed})
-    if "pretrained" in baselines:
-        cache = Path(cache_dir or Path.home() / ".cache" / "metarl" / "baselines")
-        kwargs = {} if pretrain_timesteps is None else {"timesteps": pretrain_timesteps}
-        if progress:
-            print(f"pretrained baseline: PPO on the {spec.family} task mixture (cached in {cache})", flush=True)
-        policies["pretrained"] = bl.pretrained_policy(spec, seed, horizon, cache, **kwargs)
+    cache = Path(cache_dir or Path.home() / ".cache" / "metarl" / "baselines")
+    kwargs = {} if pretrain_timesteps is None else {"timesteps": pretrain_timesteps}
+    specs = {name: spec for name in policies}
+    for name in ("pretrained", "oracle"):
+        if name in baselines:
+            if progress:
+                extra = " with the task in the observation" if name == "oracle" else ""
+                print(f"{name} baseline: PPO on the {spec.family} task mixture{extra} (cached in {cache})",
+                      flush=True)
+            p, info = bl.pretrained_policy(spec, seed, horizon, cache, oracle=name == "oracle",
+                                           progress=progress, **kwargs)
+            policies[name] = (p, info)
+            specs[name] = replace(spec, obs_dim=p["w0"].shape[1], task_in_obs=name == "oracle")
     methods = {}
     for name, (p, info) in tqdm(policies.items(), disable=not progress, desc="evaluating", unit="policy"):
-        returns, _ = adaptation_returns(p, spec, tasks, steps, episodes, seed, horizon)
-        summary = [mean_ci(returns[k]) for k in range(steps + 1)]
+        # The oracle is told the task, so it is not adapted: one value, drawn as a level line, as in
+        # the MAML paper.
+        k_max = 0 if name == "oracle" else steps
+        returns, _ = adaptation_returns(p, specs[name], tasks, k_max, episodes, seed, horizon)
+        summary = [mean_ci(returns[k]) for k in range(k_max + 1)]
         methods[name] = {"mean": [s[0] for s in summary], "ci95": [[s[1], s[2]] for s in summary],
-                         "per_task": returns.tolist(), "source": info}
+                         "per_task": returns.tolist(), "adapted": name != "oracle", "source": info}
     config_path = Path(path) / "config.yaml" if Path(path).is_dir() else Path(path).parent / "config.yaml"
     record = {
         "family": spec.family, "family_options": spec.family_options, "steps": steps, "num_tasks": num_tasks,
@@ -210,8 +231,9 @@ def _write_outputs(record: dict, out: Path) -> None:
     atomic_write(out / "adaptation.png", lambda p: plot_adaptation(record, p))
 
 
-LABELS = {"maml": "MAML", "pretrained": "pretrained", "random": "random"}
-STYLES = {"maml": ("tab:red", "o"), "pretrained": ("tab:blue", "s"), "random": ("tab:gray", "^")}
+LABELS = {"maml": "MAML", "pretrained": "pretrained", "random": "random", "oracle": "oracle"}
+STYLES = {"maml": ("tab:red", "o"), "pretrained": ("tab:blue", "s"), "random": ("tab:gray", "^"),
+          "oracle": ("tab:green", "d")}
 
 
 def plot_adaptation(record: dict, path: Path) -> None:
@@ -227,6 +249,11 @@ def plot_adaptation(record: dict, path: Path) -> None:
     for name, m in record["methods"].items():
         color, marker = STYLES.get(name, ("tab:green", "d"))
         lo, hi = np.array(m["ci95"]).T
+        if len(m["mean"]) == 1:  # not adapted (the oracle): a level line over all steps
+            label = f"{LABELS.get(name, name)} (not adapted)"
+            ax.axhline(m["mean"][0], color=color, linestyle="--", label=label)
+            ax.axhspan(lo[0], hi[0], color=color, alpha=0.15, linewidth=0)
+            continue
         ax.plot(steps, m["mean"], marker=marker, color=color, label=LABELS.get(name, name))
         ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
     ax.set_xticks(steps)

@@ -61,19 +61,27 @@ class Sampler:
         action_scale: the environment receives ``action_scale`` times the policy's action (the
             episodes store the policy's own action, so losses need not know the scale).
         nthread: engine threads (0: all cores).
+        task_in_obs: append the task's parameters (:func:`envs.task_features`) to every observation,
+            the observation of the oracle baseline (reward families only).
         **options: family options.
     """
 
     def __init__(self, family: str, num_tasks: int, episodes_per_task: int, horizon: int | None = None,
                  seed: int = 0, activation: str = "tanh", nthread: int = 0, action_scale: float = 1.0,
-                 **options):
+                 task_in_obs: bool = False, **options):
         self.num_tasks, self.episodes_per_task = int(num_tasks), int(episodes_per_task)
         self.env = envs.make(family, self.num_tasks * self.episodes_per_task, horizon=horizon,
                              nthread=nthread, **options)
         self.horizon = self.env.horizon
         self.activation = activation
         self.action_scale = float(action_scale)
-        self.obs_dim = self.env.single_observation_space.shape[0]
+        self.family = envs.get_family(family).name
+        self.task_in_obs = bool(task_in_obs)
+        self.env_obs_dim = self.env.single_observation_space.shape[0]
+        self.obs_dim = self.env_obs_dim
+        if self.task_in_obs:
+            probe = envs.sample_tasks(self.family, 1, np.random.default_rng(0), **options)
+            self.obs_dim += envs.task_features(self.family, probe).shape[1]
         self.act_dim = self.env.single_action_space.shape[0]
         self.rng = np.random.default_rng(seed)
 
@@ -83,6 +91,10 @@ class Sampler:
 
     def load_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state
+
+    def next_seeds(self) -> tuple[int, int]:
+        """Draw the ``(reset_seed, noise_seed)`` of the next call to :meth:`sample`."""
+        return int(self.rng.integers(2**31)), int(self.rng.integers(2**62))
 
     def sample(self, params: dict[str, torch.Tensor], tasks: list[dict],
                deterministic: bool = False) -> Episodes:
@@ -96,16 +108,41 @@ class Sampler:
         Returns:
             :class:`Episodes` on the CPU.
         """
+        if len(tasks) != self.num_tasks:
+            raise ValueError(f"sampler was built for {self.num_tasks} tasks, got {len(tasks)}")
+        reset_seed, noise_seed = self.next_seeds()
+        return self.sample_seeded(params, tasks, range(self.num_tasks), reset_seed, noise_seed, deterministic)
+
+    def sample_seeded(self, params: dict[str, torch.Tensor], tasks: list[dict], task_ids, reset_seed: int,
+                      noise_seed: int, deterministic: bool = False) -> Episodes:
+        """Roll out E episodes of each task with the randomness of tasks ``task_ids`` of a call seeded so.
+
+        Episode ``e`` of task ``task_ids[t]`` starts from ``default_rng([reset_seed, task_ids[t], e])``
+        and draws its action noise from a generator seeded by ``(noise_seed, task_ids[t])``, whatever
+        the other tasks are: a shard of a meta-batch sampled alone (a distributed worker) gives the
+        same episodes as the whole meta-batch sampled at once.
+
+        Args:
+            params: policy parameters, shared or ``[len(tasks), ...]``.
+            tasks: the tasks, ``len(tasks) == num_tasks``.
+            task_ids: their indices in the meta-batch.
+        """
         T, E, H = self.num_tasks, self.episodes_per_task, self.horizon
-        if len(tasks) != T:
-            raise ValueError(f"sampler was built for {T} tasks, got {len(tasks)}")
+        task_ids = [int(i) for i in task_ids]
+        if len(tasks) != T or len(task_ids) != T:
+            raise ValueError(f"sampler was built for {T} tasks, got {len(tasks)} tasks and {len(task_ids)} ids")
         params = {k: v.detach().cpu() for k, v in params.items()}
         if not gaussian.has_task_axis(params):
             params = gaussian.expand_to_tasks(params, T)
-        reset_seed = int(self.rng.integers(2**31))
-        noise_gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
         self.env.set_tasks([task for task in tasks for _ in range(E)])
-        obs_np, _ = self.env.reset(seed=reset_seed)
+        obs_np, _ = self.env.reset(seed=[[reset_seed, t, e] for t in task_ids for e in range(E)])
+        if not deterministic:
+            noise = torch.stack([
+                torch.randn((H, E, self.act_dim), generator=torch.Generator().manual_seed(_task_seed(noise_seed, t)))
+                for t in task_ids])  # [T, H, E, A]
+        if self.task_in_obs:
+            features = torch.as_tensor(envs.task_features(self.family, tasks), dtype=torch.float32)
+            features = features[:, None, :].expand(T, E, -1)
 
         obs = torch.zeros(H, T, E, self.obs_dim)
         actions = torch.zeros(H, T, E, self.act_dim)
@@ -115,13 +152,14 @@ class Sampler:
         truncated = torch.zeros(H, T, E, dtype=torch.bool)
         with torch.no_grad():
             for h in range(H):
-                o = torch.as_tensor(obs_np, dtype=torch.float32).view(T, E, self.obs_dim)
+                o = torch.as_tensor(obs_np, dtype=torch.float32).view(T, E, self.env_obs_dim)
+                if self.task_in_obs:
+                    o = torch.cat([o, features], dim=-1)
                 mean, log_std = gaussian.forward(params, o, self.activation)
                 if deterministic:
                     a = mean
                 else:
-                    noise = torch.randn(mean.shape, generator=noise_gen)
-                    a = gaussian.sample(mean, log_std[:, None, :], noise)
+                    a = gaussian.sample(mean, log_std[:, None, :], noise[:, h])
                 env_actions = self.action_scale * a.reshape(T * E, self.act_dim).double().numpy()
                 obs_np, r, term, trunc, info = self.env.step(env_actions)
                 obs[h], actions[h] = o, a
@@ -136,3 +174,7 @@ class Sampler:
             return x.movedim(0, 2).contiguous()
 
         return Episodes(tem(obs), tem(actions), tem(rewards), tem(mask), tem(terminated), tem(truncated))
+
+
+def _task_seed(seed: int, task_id: int) -> int:
+    return int(np.random.SeedSequence([seed, task_id]).generate_state(1, np.uint64)[0])

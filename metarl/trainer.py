@@ -33,6 +33,7 @@ from policies import gaussian
 CSV_FIELDS = [
     "iteration", "env_steps", "pre_return", "post_return", "kl", "loss_before", "loss_after", "accepted",
     "nonfinite", "inner_kl_penalty", "time_sampling", "time_adapt", "time_outer", "time_total", "wall_clock",
+    "sampler_restarts",
 ]
 
 
@@ -74,15 +75,27 @@ class Trainer:
         cfg: a checked :class:`metarl.config.Config`.
         out_dir: the run directory.
         resume: continue the run in ``out_dir`` from its checkpoint (its config.yaml is used).
+        sampler: ``"local"`` (one batched engine in this process) or ``"ray"``
+            (:class:`metarl.distributed.RaySampler`; same episodes for the same seed).
+        sampler_options: for ``"ray"``: ``num_workers``, ``cpus_per_worker``, ``address``.
     """
 
-    def __init__(self, cfg: config.Config, out_dir: str | Path, resume: bool = False):
+    def __init__(self, cfg: config.Config, out_dir: str | Path, resume: bool = False, sampler: str = "local",
+                 sampler_options: dict | None = None):
         self.cfg, self.out = cfg, Path(out_dir)
         self.device = torch.device(cfg.device)
         opts = dict(cfg.family_options)
-        self.sampler = Sampler(cfg.family, cfg.meta_batch_size, cfg.episodes_per_task, cfg.horizon,
-                               seed=cfg.seed, activation=cfg.activation, nthread=cfg.nthread,
-                               action_scale=cfg.action_scale, **opts)
+        common = dict(seed=cfg.seed, activation=cfg.activation, action_scale=cfg.action_scale, **opts)
+        if sampler == "local":
+            self.sampler = Sampler(cfg.family, cfg.meta_batch_size, cfg.episodes_per_task, cfg.horizon,
+                                   nthread=cfg.nthread, **common)
+        elif sampler == "ray":
+            from metarl.distributed import RaySampler
+
+            self.sampler = RaySampler(cfg.family, cfg.meta_batch_size, cfg.episodes_per_task, cfg.horizon,
+                                      **common, **(sampler_options or {}))
+        else:
+            raise ValueError(f"sampler must be 'local' or 'ray', got {sampler!r}")
         self.task_rng = np.random.default_rng([cfg.seed, 2])
         init_gen = torch.Generator().manual_seed(cfg.seed)
         params = gaussian.init_params(self.sampler.obs_dim, self.sampler.act_dim, tuple(cfg.hidden_sizes),
@@ -233,7 +246,7 @@ class Trainer:
             "kl": stats["kl"], "loss_before": stats["loss_before"], "loss_after": stats["loss_after"],
             "accepted": int(stats["accepted"]), "nonfinite": int(nonfinite), "inner_kl_penalty": self.penalty,
             "time_sampling": t_sampling, "time_adapt": t_adapt, "time_outer": t_outer, "time_total": total,
-            "wall_clock": self.wall_clock,
+            "wall_clock": self.wall_clock, "sampler_restarts": getattr(self.sampler, "restarts", 0),
         }
 
     # --- the loop ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import yaml
 
 from policies import load_policy
 
-PAPER = {  # MAML paper (Finn et al. 2017) figure 5, H = 200, mean return after 0/1/2/3 steps
+PAPER = {  # MAML paper (Finn et al. 2017) figure 5, H = 200, mean return after 0/1/2/3 steps; oracle: its level
     "HalfCheetahVel": {"maml": [-129.5, -78.6, -66.6, -60.8], "pretrained": [-158.0, -135.4, -128.5, -133.6],
                        "random": [-254.8, -254.3, -246.8, -230.8], "oracle": -54.5},
     "HalfCheetahDir": {"maml": [-50.7, 293.2, 313.5, 315.7], "pretrained": [-43.0, -24.7, -12.8, 19.6],
@@ -54,7 +54,8 @@ def main() -> None:
         },
         "evaluation": {k: record[k] for k in ("num_tasks", "steps", "episodes", "horizon", "seed", "commit",
                                                "wall_clock_s", "ci")}
-        | {"methods": {m: {"mean": v["mean"], "ci95": v["ci95"], "source": v["source"]}
+        | {"methods": {m: {"mean": v["mean"], "ci95": v["ci95"], "adapted": v.get("adapted", True),
+                           "source": v["source"]}
                        for m, v in record["methods"].items()}},
         "paper_figure_5": PAPER.get(family),
     }

@@ -113,7 +113,7 @@ def test_eval_cli_outputs_and_errors(tmp_path, capsys):
     assert "maml" in capsys.readouterr().out and (out / "adaptation.png").is_file()
     for argv, message in [
         ([str(path), "--family", "AntDir"], "not AntDir"),
-        ([str(path), "--baselines", "oracle,random"], "unknown baseline"),
+        ([str(path), "--baselines", "oracle,bogus"], "unknown baseline"),
         ([str(path), "--tasks", "1"], "--tasks must be an integer >= 2"),
         ([str(tmp_path / "missing.pt")], "no policy"),
         ([str(path), "--out", str(path / "sub")], "cannot write to output directory"),
@@ -123,3 +123,50 @@ def test_eval_cli_outputs_and_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert e.value.code == 2 and message in err and err.count("\n") == 1
         assert not (tmp_path / "bad").exists()
+
+
+def test_sb3_weights_with_observation_normaliser_and_action_scale():
+    # Our policy on raw observations, acting in units of 1/scale, must be SB3's on VecNormalize'd
+    # observations, acting in env units.
+    import gymnasium
+    from stable_baselines3 import PPO
+
+    env = gymnasium.make(envs.gym_id("HalfCheetahVel"), task=None, horizon=10)
+    model = PPO("MlpPolicy", env, device="cpu", seed=0,
+                policy_kwargs={"net_arch": {"pi": [16, 16], "vf": [16, 16]}, "activation_fn": torch.nn.Tanh})
+    rng = np.random.default_rng(0)
+    mean, var = rng.normal(size=17), rng.uniform(0.1, 4.0, size=17)
+    params = baselines.sb3_actor_to_params(model, mean, var, 1e-8, action_scale=0.1)
+    raw = rng.normal(size=(5, 17)) * np.sqrt(var) + mean
+    normalised = torch.as_tensor((raw - mean) / np.sqrt(var + 1e-8), dtype=torch.float32)
+    with torch.no_grad():
+        dist = model.policy.get_distribution(normalised).distribution
+        ours_mean, ours_log_std = gaussian.mean_log_std(params, torch.as_tensor(raw, dtype=torch.float32), "tanh")
+    torch.testing.assert_close(0.1 * ours_mean, dist.mean, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close((ours_log_std + np.log(0.1)).expand_as(ours_mean), dist.stddev.log())
+    env.close()
+
+
+def test_oracle_baseline_is_evaluated_unadapted(tmp_path):
+    path = _tiny_policy(tmp_path)
+    out = tmp_path / "eval"
+    record = evaluate(path, out, num_tasks=3, steps=2, episodes=2, seed=0, baselines=("oracle", "random"),
+                      pretrain_timesteps=64, cache_dir=tmp_path / "cache", progress=False)
+    oracle = record["methods"]["oracle"]
+    assert len(oracle["mean"]) == 1 and not oracle["adapted"] and np.array(oracle["per_task"]).shape == (1, 3)
+    assert oracle["source"]["task_in_obs"] and record["methods"]["random"]["adapted"]
+    cached = list((tmp_path / "cache").glob("oracle-HalfCheetahVel-*.pt"))
+    assert len(cached) == 1 and gaussian.load_policy(cached[0])[0]["w0"].shape == (16, 18)
+    rows = (out / "adaptation.csv").read_text().splitlines()
+    assert sum(r.startswith("oracle,") for r in rows) == 1
+
+
+def test_no_oracle_for_dynamics_families(tmp_path):
+    path = _tiny_policy(tmp_path, family="HopperRandParams")
+    with pytest.raises(ValueError, match="no oracle baseline for HopperRandParams"):
+        evaluate(path, tmp_path / "e", num_tasks=2, steps=1, episodes=1, baselines=("oracle",), progress=False)
+    assert not (tmp_path / "e").exists()
+    from metarl.evaluation import default_baselines
+
+    assert default_baselines("HopperRandParams") == ("pretrained", "random")
+    assert default_baselines("AntGoal") == ("pretrained", "random", "oracle")

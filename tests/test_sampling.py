@@ -48,11 +48,11 @@ def test_per_task_parameters_and_action_scale_reach_the_environment():
     per_task["b1"][1] += 0.7  # task 1's policy differs
     s = Sampler("HalfCheetahVel", 2, 1, horizon=10, seed=3, action_scale=0.5)
     ep = s.sample(per_task, tasks, deterministic=True)
-    # replay: the same engine seed, task t driven by 0.5 x the mean of policy t
+    # replay: episode e of task t starts from default_rng([reset_seed, t, e]); task t driven by 0.5 x the mean
+    # of policy t
     vec = envs.make("HalfCheetahVel", 2, tasks=tasks, horizon=10)
-    s2 = Sampler("HalfCheetahVel", 2, 1, horizon=10, seed=3)
-    reset_seed = int(s2.rng.integers(2**31))
-    obs, _ = vec.reset(seed=reset_seed)
+    reset_seed, _ = Sampler("HalfCheetahVel", 2, 1, horizon=10, seed=3).next_seeds()
+    obs, _ = vec.reset(seed=[[reset_seed, 0, 0], [reset_seed, 1, 0]])
     for h in range(10):
         o = torch.as_tensor(obs, dtype=torch.float32).view(2, 1, 17)
         mean, _ = gaussian.forward(per_task, o)

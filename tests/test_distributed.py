@@ -1,0 +1,163 @@
+"""Ray sampling: same episodes as the local sampler, a killed worker replaced, the train flags.
+
+Runs on a local Ray instance with 2 CPUs started here. Skipped when Ray is not installed, except
+when METARL_REQUIRE_RAY=1 (CI sets it), so a missing install fails instead of passing silently.
+"""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from metarl import config
+from metarl.sampling import Sampler
+from metarl.trainer import Trainer
+from policies import gaussian
+
+if os.environ.get("METARL_REQUIRE_RAY") == "1":
+    import ray
+else:
+    ray = pytest.importorskip("ray")
+
+from metarl.distributed import RaySampler, shard_bounds  # noqa: E402
+
+TASKS = [{"velocity": v} for v in (0.2, 0.7, 1.1, 1.6, 1.9)]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _params(seed=0):
+    return gaussian.init_params(17, 6, (16,), generator=torch.Generator().manual_seed(seed))
+
+
+def _assert_same(a, b):
+    for name, x, y in zip(a._fields, a, b, strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_shards_cover_the_tasks_once():
+    for n, k in [(5, 2), (40, 3), (2, 4), (7, 7)]:
+        bounds = shard_bounds(n, k)
+        assert bounds[0][0] == 0 and bounds[-1][1] == n and len(bounds) == min(n, k)
+        assert all(a < b for a, b in bounds) and all(b == c for (_, b), (c, _) in zip(bounds, bounds[1:], strict=False))
+
+
+def test_ray_episodes_equal_the_local_sampler(local_ray):
+    kwargs = dict(horizon=30, seed=11, action_scale=0.1)
+    local = Sampler("HalfCheetahVel", 5, 3, **kwargs)
+    remote = RaySampler("HalfCheetahVel", 5, 3, num_workers=2, **kwargs)
+    try:
+        shared = _params()
+        per_task = {k: v.clone() for k, v in gaussian.expand_to_tasks(_params(1), 5).items()}
+        per_task["b1"] += torch.linspace(-1, 1, 5)[:, None]
+        for params in (shared, per_task, shared):
+            _assert_same(local.sample(params, TASKS), remote.sample(params, TASKS))
+        _assert_same(local.sample(shared, TASKS, deterministic=True), remote.sample(shared, TASKS, deterministic=True))
+        assert remote.restarts == 0
+    finally:
+        remote.close()
+
+
+def test_killed_worker_is_replaced_and_its_shard_sampled_again(local_ray, caplog):
+    local = Sampler("HalfCheetahVel", 5, 2, horizon=20, seed=3)
+    remote = RaySampler("HalfCheetahVel", 5, 2, horizon=20, seed=3, num_workers=2)
+    try:
+        params = _params()
+        _assert_same(local.sample(params, TASKS), remote.sample(params, TASKS))
+        os.kill(ray.get(remote.workers[1].pid.remote()), signal.SIGKILL)
+        with caplog.at_level("WARNING", logger="metarl.distributed"):
+            episodes = remote.sample(params, TASKS)
+        _assert_same(local.sample(params, TASKS), episodes)
+        assert remote.restarts == 1 and "worker 1 (tasks 3-4) died" in caplog.text
+        _assert_same(local.sample(params, TASKS), remote.sample(params, TASKS))  # the new worker keeps going
+    finally:
+        remote.close()
+
+
+def _tiny_config():
+    return config.from_dict({"family": "HalfCheetahVel", "iterations": 2, "meta_batch_size": 4,
+                             "episodes_per_task": 2, "horizon": 15, "hidden_sizes": [16], "action_scale": 0.1,
+                             "seed": 5, "checkpoint_every": 1})
+
+
+def test_training_on_ray_survives_a_worker_killed_mid_iteration(local_ray, tmp_path):
+    cfg = _tiny_config()
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    local = Trainer(cfg, tmp_path / "local")
+    trainer = Trainer(cfg, tmp_path / "ray", sampler="ray", sampler_options={"num_workers": 2})
+    sample = trainer.sampler.sample
+    calls = []
+
+    def sample_then_kill(params, tasks, deterministic=False):
+        # Kill worker 0 after the pre-adaptation episodes of the first iteration: the post-adaptation
+        # sampling of the same iteration meets a dead actor.
+        out = sample(params, tasks, deterministic)
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(ray.get(trainer.sampler.workers[0].pid.remote()), signal.SIGKILL)
+        return out
+
+    trainer.sampler.sample = sample_then_kill
+    try:
+        rows = trainer.train(progress=False)
+        expected = local.train(progress=False)
+    finally:
+        trainer.sampler.close()
+    assert [r["sampler_restarts"] for r in rows] == [1, 1]
+    for got, want in zip(rows, expected, strict=True):
+        assert got["pre_return"] == want["pre_return"] and got["post_return"] == want["post_return"]
+    for k, v in trainer.params.items():
+        assert torch.equal(v, local.params[k]), k
+    log = (tmp_path / "ray" / "progress.csv").read_text().splitlines()
+    assert log[0].endswith("sampler_restarts") and log[1].endswith(",1")
+
+
+def test_train_cli_ray_flags(tmp_path, capsys):
+    from metarl.cli import main
+
+    cfg_path = tmp_path / "c.yaml"
+    config.dump(_tiny_config(), cfg_path)
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(cfg_path), "--out", str(tmp_path / "r"), "--num-workers", "2"])
+    assert e.value.code == 2 and "only apply with --sampler ray" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(cfg_path), "--out", str(tmp_path / "r2"), "--sampler", "ray", "--num-workers", "0"])
+    assert e.value.code == 2 and "--num-workers must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
+
+
+def test_train_cli_on_ray(local_ray, tmp_path, capsys):
+    from metarl.cli import main
+
+    cfg_path = tmp_path / "c.yaml"
+    config.dump(_tiny_config(), cfg_path)
+    assert main(["train", str(cfg_path), "--out", str(tmp_path / "run"), "--sampler", "ray", "--num-workers", "2",
+                 "--no-progress"]) == 0
+    assert "trained HalfCheetahVel" in capsys.readouterr().out
+    rows = np.loadtxt(tmp_path / "run" / "progress.csv", delimiter=",", skiprows=1, ndmin=2)
+    assert rows.shape[0] == 2
+
+
+def test_a_local_run_resumes_on_ray_with_the_same_result(local_ray, tmp_path):
+    cfg = _tiny_config()
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "split").mkdir()
+    whole = Trainer(cfg, tmp_path / "whole")
+    whole.train(progress=False)
+    half = config.from_dict({**config.to_dict(cfg), "iterations": 1})
+    Trainer(half, tmp_path / "split").train(progress=False)
+    resumed = Trainer(cfg, tmp_path / "split", resume=True, sampler="ray", sampler_options={"num_workers": 2})
+    try:
+        resumed.train(progress=False)
+    finally:
+        resumed.sampler.close()
+    for k, v in whole.params.items():
+        assert torch.equal(v, resumed.params[k]), k
