@@ -8,7 +8,7 @@ import numpy as np
 from envs.families import sample_tasks, task_features
 
 
-class TaskInObservation(gymnasium.ObservationWrapper):
+class TaskInObservation(gymnasium.ObservationWrapper, gymnasium.utils.RecordConstructorArgs):
     """Appends the current task's parameters (:func:`envs.families.task_features`) to the observation.
 
     The observation of an oracle: with ``task=None`` the task changes at every reset and the policy
@@ -16,7 +16,8 @@ class TaskInObservation(gymnasium.ObservationWrapper):
     """
 
     def __init__(self, env: gymnasium.Env):
-        super().__init__(env)
+        gymnasium.utils.RecordConstructorArgs.__init__(self)  # lets gymnasium recreate the env from its spec
+        gymnasium.ObservationWrapper.__init__(self, env)
         family = env.unwrapped.family
         self._family = getattr(family, "name", family)
         options = getattr(env.unwrapped, "options", {})

@@ -134,6 +134,13 @@ class Sampler:
         params = {k: v.detach().cpu() for k, v in params.items()}
         if not gaussian.has_task_axis(params):
             params = gaussian.expand_to_tasks(params, T)
+        # The policy runs task by task on freshly allocated (so equally aligned) copies of the task's
+        # parameters and observations: CPU kernels round differently with the batch size (vectorised
+        # tanh, exp) and with the memory alignment of their inputs (matmul), and a shard of the
+        # meta-batch must give bitwise the same episodes as the whole. Additions and products of
+        # whole tensors are exact either way.
+        per_task = [{k: v[t].clone() for k, v in params.items()} for t in range(T)]
+        std = torch.stack([torch.exp(p["log_std"]) for p in per_task])[:, None, :]  # [T, 1, A]
         self.env.set_tasks([task for task in tasks for _ in range(E)])
         obs_np, _ = self.env.reset(seed=[[reset_seed, t, e] for t in task_ids for e in range(E)])
         if not deterministic:
@@ -155,11 +162,9 @@ class Sampler:
                 o = torch.as_tensor(obs_np, dtype=torch.float32).view(T, E, self.env_obs_dim)
                 if self.task_in_obs:
                     o = torch.cat([o, features], dim=-1)
-                mean, log_std = gaussian.forward(params, o, self.activation)
-                if deterministic:
-                    a = mean
-                else:
-                    a = gaussian.sample(mean, log_std[:, None, :], noise[:, h])
+                mean = torch.stack([gaussian.mean_log_std(p, o[t].clone(), self.activation)[0]
+                                    for t, p in enumerate(per_task)])
+                a = mean if deterministic else mean + std * noise[:, h]  # gaussian.sample, exp done above
                 env_actions = self.action_scale * a.reshape(T * E, self.act_dim).double().numpy()
                 obs_np, r, term, trunc, info = self.env.step(env_actions)
                 obs[h], actions[h] = o, a
