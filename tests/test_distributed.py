@@ -161,3 +161,19 @@ def test_a_local_run_resumes_on_ray_with_the_same_result(local_ray, tmp_path):
         resumed.sampler.close()
     for k, v in whole.params.items():
         assert torch.equal(v, resumed.params[k]), k
+
+
+def test_bench_ray_quick_writes_a_consistent_record(local_ray, tmp_path):
+    import json
+
+    from benchmarks import ray_bench
+
+    record = ray_bench.run(quick=True, out_dir=tmp_path)
+    saved = json.loads((tmp_path / record["path"].split("/")[-1]).read_text())
+    assert saved["same_episodes"] is True and saved["workers"] == 2
+    sample = saved["sample"]
+    assert sample["local_over_ray"] == pytest.approx(sample["local_s"] / sample["ray_s"])
+    assert 0 < sample["ray_slowest_worker_s"] <= sample["ray_s"] * 1.5
+    for name in ("local", "ray"):
+        it = saved["iteration"][name]
+        assert it["time_total"] >= it["time_sampling"] > 0
