@@ -212,6 +212,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except NonFiniteError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
+    except RuntimeError as e:
+        if type(e).__name__ != "SamplingFailed":  # metarl.distributed's; only imported with Ray
+            raise
+        print(f"{PROG}: error: {e}; the checkpoint of iteration {trainer.iteration} is in {out}, "
+              f"resume with: {PROG} train --resume {out}", file=sys.stderr)
+        return 1
     last = rows[-1] if rows else None
     print(f"trained {cfg.family} with {cfg.algo}: iterations {start} -> {trainer.iteration}"
           + (f", pre-adaptation return {last['pre_return']:.1f}, post-adaptation {last['post_return']:.1f}"

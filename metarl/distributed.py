@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 MAX_RESTARTS_PER_CALL = 3
 
 
+class SamplingFailed(RuntimeError):
+    """More than :data:`MAX_RESTARTS_PER_CALL` workers died during one sampling call."""
+
+
 def shard_bounds(num_tasks: int, num_shards: int) -> list[tuple[int, int]]:
     """Contiguous ``[start, stop)`` task ranges of ``num_shards`` near-equal shards (no empty shard)."""
     num_shards = min(num_shards, num_tasks)
@@ -154,8 +158,8 @@ class RaySampler:
             except ray.exceptions.RayActorError as e:
                 restarts_this_call += 1
                 if restarts_this_call > MAX_RESTARTS_PER_CALL:
-                    raise RuntimeError(f"Ray sampling failed: {restarts_this_call} workers died in one call; "
-                                       f"last: {str(e).splitlines()[0]}") from None
+                    raise SamplingFailed(f"Ray sampling failed: {restarts_this_call} worker(s) died in one call "
+                                         f"(last: {type(e).__name__}); is the cluster losing nodes?") from None
                 self.restarts += 1
                 start, stop = self.shards[shard]
                 log.warning("ray sampler: worker %d (tasks %d-%d) died (%s); replaced, its shard sampled again",

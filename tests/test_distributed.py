@@ -177,3 +177,16 @@ def test_bench_ray_quick_writes_a_consistent_record(local_ray, tmp_path):
     for name in ("local", "ray"):
         it = saved["iteration"][name]
         assert it["time_total"] >= it["time_sampling"] > 0
+
+
+def test_too_many_deaths_in_one_call_stop_with_a_clear_error(local_ray, monkeypatch):
+    from metarl import distributed
+
+    monkeypatch.setattr(distributed, "MAX_RESTARTS_PER_CALL", 0)
+    remote = RaySampler("HalfCheetahVel", 5, 2, horizon=10, seed=3, num_workers=2)
+    try:
+        os.kill(ray.get(remote.workers[0].pid.remote()), signal.SIGKILL)
+        with pytest.raises(distributed.SamplingFailed, match=r"1 worker\(s\) died in one call"):
+            remote.sample(_params(), TASKS)
+    finally:
+        remote.close()
