@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import NamedTuple
 
 import numpy as np
@@ -134,11 +135,11 @@ class Sampler:
         params = {k: v.detach().cpu() for k, v in params.items()}
         if not gaussian.has_task_axis(params):
             params = gaussian.expand_to_tasks(params, T)
-        # The policy runs task by task on freshly allocated (so equally aligned) copies of the task's
-        # parameters and observations: CPU kernels round differently with the batch size (vectorised
-        # tanh, exp) and with the memory alignment of their inputs (matmul), and a shard of the
-        # meta-batch must give bitwise the same episodes as the whole. Additions and products of
-        # whole tensors are exact either way.
+        # The policy runs task by task, on one torch thread, on freshly allocated (so equally aligned)
+        # copies of the task's parameters and observations: CPU kernels round differently with the
+        # batch size (vectorised tanh, exp), the thread count and the memory alignment of their inputs
+        # (matmul), and a shard of the meta-batch, on a worker with its own thread count, must give
+        # bitwise the same episodes as the whole. Additions and products of whole tensors are exact.
         per_task = [{k: v[t].clone() for k, v in params.items()} for t in range(T)]
         std = torch.stack([torch.exp(p["log_std"]) for p in per_task])[:, None, :]  # [T, 1, A]
         self.env.set_tasks([task for task in tasks for _ in range(E)])
@@ -157,7 +158,7 @@ class Sampler:
         mask = torch.zeros(H, T, E)
         terminated = torch.zeros(H, T, E, dtype=torch.bool)
         truncated = torch.zeros(H, T, E, dtype=torch.bool)
-        with torch.no_grad():
+        with torch.no_grad(), _one_torch_thread():
             for h in range(H):
                 o = torch.as_tensor(obs_np, dtype=torch.float32).view(T, E, self.env_obs_dim)
                 if self.task_in_obs:
@@ -179,6 +180,16 @@ class Sampler:
             return x.movedim(0, 2).contiguous()
 
         return Episodes(tem(obs), tem(actions), tem(rewards), tem(mask), tem(terminated), tem(truncated))
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _task_seed(seed: int, task_id: int) -> int:

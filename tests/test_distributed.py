@@ -34,7 +34,7 @@ def local_ray():
 
 
 def _params(seed=0):
-    return gaussian.init_params(17, 6, (16,), generator=torch.Generator().manual_seed(seed))
+    return gaussian.init_params(17, 6, (64, 64), generator=torch.Generator().manual_seed(seed))
 
 
 def _assert_same(a, b):

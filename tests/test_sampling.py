@@ -61,3 +61,21 @@ def test_per_task_parameters_and_action_scale_reach_the_environment():
         obs, r, *_ = vec.step(0.5 * ep.actions[:, :, h].reshape(2, 6).double().numpy())
         torch.testing.assert_close(ep.rewards[:, 0, h], torch.as_tensor(r, dtype=torch.float32))
     assert not torch.equal(ep.actions[0], ep.actions[1])
+
+
+def test_episodes_do_not_depend_on_torch_threads():
+    # Ray workers run one torch thread, the driver several: the episodes must not change.
+    params = gaussian.init_params(17, 6, (64, 64), generator=torch.Generator().manual_seed(0))
+    tasks = [{"velocity": 0.1 * i} for i in range(6)]
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            runs.append(Sampler("HalfCheetahVel", 6, 4, horizon=40, seed=1, action_scale=0.1).sample(params, tasks))
+    finally:
+        torch.set_num_threads(threads)
+    for other in runs[1:]:
+        for name, x, y in zip(runs[0]._fields, runs[0], other, strict=True):
+            assert torch.equal(x, y), name
+    assert torch.get_num_threads() == threads
