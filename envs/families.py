@@ -294,7 +294,7 @@ def task_features(family: str, tasks: list[dict]) -> np.ndarray:
     """The task parameters as a flat vector per task: what an oracle policy observes.
 
     Defined for the reward families (velocity, direction, goal), as the MAML paper's oracle; the
-    dynamics families have thousands of multipliers and no oracle.
+    dynamics families (41 or 65 multipliers per task) have none.
 
     Args:
         family: a reward family's name.

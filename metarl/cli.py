@@ -162,9 +162,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         sampler_options = {"num_workers": 2 if args.num_workers is None else args.num_workers,
                            "cpus_per_worker": 1 if args.cpus_per_worker is None else args.cpus_per_worker,
                            "address": args.ray_address}
-        from metarl.distributed import check_options
+        from metarl.distributed import check_options, connect
 
         _usage_errors(check_options, sampler_options["num_workers"], sampler_options["cpus_per_worker"])
+
+    def connect_ray() -> None:
+        # Before the run directory is made or --force empties it: a cluster that is not there or too
+        # small for the workers is a usage error that leaves nothing behind.
+        if args.sampler == "ray":
+            _usage_errors(connect, sampler_options["address"], sampler_options["num_workers"],
+                          sampler_options["cpus_per_worker"])
+
     overrides = list(args.set)
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
@@ -175,6 +183,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UsageError("give the run directory once: --resume DIR (not also --out)")
         out = Path(args.resume)
         cfg = _usage_errors(prepare_run_dir, out, None, resume=True, force=False)
+        connect_ray()
         extra = [o for o in overrides if o.partition("=")[0].strip() not in ("iterations", "device")]
         if extra:
             raise UsageError(f"a resumed run keeps its config; only iterations and device may change, "
@@ -189,6 +198,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = _usage_errors(config.load, args.config, overrides)
         out = Path(args.out or f"runs/{Path(args.config).stem}-seed{cfg.seed}")
         _check_device(cfg.device)
+        connect_ray()
         created = not out.exists()
         cfg = _usage_errors(prepare_run_dir, out, cfg, resume=False, force=args.force)
     _check_device(cfg.device)
@@ -198,7 +208,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         trainer = _usage_errors(Trainer, cfg, out, resume=bool(args.resume), sampler=args.sampler,
                                 sampler_options=sampler_options)
     except UsageError:
-        if not args.resume and created:  # e.g. no Ray cluster at --ray-address: leave no half-made run
+        if not args.resume and created:  # e.g. a Ray worker that cannot start: leave no half-made run
             import shutil
 
             shutil.rmtree(out, ignore_errors=True)

@@ -49,6 +49,35 @@ def check_options(num_workers, cpus_per_worker) -> None:
             raise ValueError(f"{flag} must be a positive integer, got {value!r}")
 
 
+def connect(address: str | None, num_workers: int, cpus_per_worker: int) -> None:
+    """Initialise Ray (unless this process already did) and check that the workers fit.
+
+    Raises:
+        ValueError: Ray missing, no cluster at ``address``, or ``num_workers * cpus_per_worker`` more
+            CPUs than the cluster has (the extra actors would wait for ever).
+    """
+    check_options(num_workers, cpus_per_worker)
+    import ray
+
+    if ray.is_initialized():
+        if address is not None:
+            log.warning("ray sampler: Ray is already initialised in this process; --ray-address %s is not used",
+                        address)
+    else:
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ValueError(f"cannot connect to Ray at {address!r}: {str(e).splitlines()[0]}") from None
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if num_workers * cpus_per_worker > cpus:
+        raise ValueError(f"{num_workers} workers x {cpus_per_worker} CPU(s) need {num_workers * cpus_per_worker} "
+                         f"CPUs but the Ray cluster has {cpus:g}; lower --num-workers or --cpus-per-worker, or "
+                         "add nodes (ray start --address HEAD:6379)")
+
+
+STARTUP_TIMEOUT_S = 300
+
+
 class SamplerWorker:
     """A Ray actor's state: a local :class:`Sampler` for one shard of the meta-batch."""
 
@@ -93,16 +122,10 @@ class RaySampler:
     def __init__(self, family: str, num_tasks: int, episodes_per_task: int, horizon: int | None = None,
                  seed: int = 0, activation: str = "tanh", action_scale: float = 1.0, num_workers: int = 2,
                  cpus_per_worker: int = 1, address: str | None = None, **options):
-        check_options(num_workers, cpus_per_worker)
+        connect(address, num_workers, cpus_per_worker)
         import ray
 
         self._ray = ray
-        if not ray.is_initialized():
-            try:
-                ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-                         log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as e:
-                raise ValueError(f"cannot connect to Ray at {address!r}: {str(e).splitlines()[0]}") from None
         # The driver's own view of the run: seeds, spaces, horizon. Its engine is never stepped.
         self._local = Sampler(family, 1, 1, horizon, seed=seed, activation=activation, action_scale=action_scale,
                               **options)
@@ -115,7 +138,14 @@ class RaySampler:
                                  nthread=cpus_per_worker, options=dict(options))
         self._actor_cls = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(SamplerWorker)
         self.workers = [self._start_worker(i) for i in range(len(self.shards))]
-        self.restarts = 0
+        self.restarts = 0  # since this sampler was made (a resumed run counts from 0 again)
+        try:  # a worker that cannot start (metarl or MuJoCo missing on a node) is a setup error, not a death
+            ray.get([w.pid.remote() for w in self.workers], timeout=STARTUP_TIMEOUT_S)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
+            self.close()
+            reason = f"did not start within {STARTUP_TIMEOUT_S} s" if isinstance(
+                e, ray.exceptions.GetTimeoutError) else f"failed to start ({str(e).strip().splitlines()[0][:200]})"
+            raise ValueError(f"ray sampler: a worker {reason}; is metarl installed on every node?") from None
 
     def _start_worker(self, shard: int):
         start, stop = self.shards[shard]
@@ -134,6 +164,8 @@ class RaySampler:
         """Roll out E episodes of each task on the actors; see :meth:`Sampler.sample`."""
         if len(tasks) != self.num_tasks:
             raise ValueError(f"sampler was built for {self.num_tasks} tasks, got {len(tasks)}")
+        if not self.workers:
+            raise RuntimeError("this RaySampler was closed")
         ray = self._ray
         reset_seed, noise_seed = self.next_seeds()
         params = {k: v.detach().cpu() for k, v in params.items()}
@@ -142,7 +174,8 @@ class RaySampler:
 
         def submit(shard: int):
             start, stop = self.shards[shard]
-            shard_params = {k: v[start:stop] for k, v in params.items()} if per_task else shared_ref
+            # clone: pickling a view would send the whole tensor
+            shard_params = {k: v[start:stop].clone() for k, v in params.items()} if per_task else shared_ref
             return self.workers[shard].sample.remote(shard_params, tasks[start:stop], list(range(start, stop)),
                                                      reset_seed, noise_seed, deterministic)
 
@@ -164,6 +197,7 @@ class RaySampler:
                 start, stop = self.shards[shard]
                 log.warning("ray sampler: worker %d (tasks %d-%d) died (%s); replaced, its shard sampled again",
                             shard, start, stop - 1, type(e).__name__)
+                ray.kill(self.workers[shard])  # it may only be unreachable: free its CPUs
                 self.workers[shard] = self._start_worker(shard)
                 pending[shard] = submit(shard)
         parts = [results[s] for s in range(len(self.shards))]

@@ -176,6 +176,11 @@ class Sampler:
                 if not (~(term | trunc)).any():
                     break
 
+        # Steps after an episode ended are padding: zero, whatever the rest of the batch did (the
+        # loop above runs until every episode of this call has ended, so a shard would stop earlier).
+        obs *= mask[..., None]
+        actions *= mask[..., None]
+
         def tem(x):  # [H, T, E, ...] -> [T, E, H, ...]
             return x.movedim(0, 2).contiguous()
 

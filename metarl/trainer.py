@@ -266,7 +266,7 @@ class Trainer:
         from tqdm import tqdm
 
         csv_path = self.out / "progress.csv"
-        self._truncate_log(csv_path)
+        self._prepare_log(csv_path)
         new_file = not csv_path.exists()
         rows = []
         received: list[int] = []
@@ -316,18 +316,22 @@ class Trainer:
             raise Interrupted(received[0], self.iteration, self.out)
         return rows
 
-    def _truncate_log(self, csv_path: Path) -> None:
+    def _prepare_log(self, csv_path: Path) -> None:
         # A run killed between logging an iteration and checkpointing it repeats that iteration on
         # resume: drop the rows the checkpoint does not cover so the log has each iteration once.
+        # A log written by an older metarl with fewer columns gets the current header (its rows
+        # leave the new columns empty), so that appended rows line up with it.
         if not csv_path.exists():
             return
         with open(csv_path, newline="") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = reader.fieldnames
         kept = [r for r in rows if int(r["iteration"]) <= self.iteration]
-        if len(kept) != len(rows):
+        if len(kept) != len(rows) or header != CSV_FIELDS:
             tmp = csv_path.with_name(csv_path.name + ".tmp")
             with open(tmp, "w", newline="") as f:
-                log = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+                log = csv.DictWriter(f, fieldnames=CSV_FIELDS, restval="", extrasaction="ignore")
                 log.writeheader()
                 log.writerows(kept)
             os.replace(tmp, csv_path)

@@ -190,3 +190,36 @@ def test_too_many_deaths_in_one_call_stop_with_a_clear_error(local_ray, monkeypa
             remote.sample(_params(), TASKS)
     finally:
         remote.close()
+
+
+def test_workers_that_do_not_fit_the_cluster_are_refused_before_anything_is_written(local_ray, tmp_path, capsys):
+    from metarl.cli import main
+
+    with pytest.raises(ValueError, match="need 4 CPUs but the Ray cluster has 2"):
+        RaySampler("HalfCheetahVel", 4, 2, horizon=10, num_workers=2, cpus_per_worker=2)
+    cfg_path = tmp_path / "c.yaml"
+    config.dump(_tiny_config(), cfg_path)
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(cfg_path), "--out", str(tmp_path / "run"), "--sampler", "ray", "--num-workers", "3"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "need 3 CPUs" in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_worker_that_cannot_start_is_a_setup_error(local_ray, monkeypatch):
+    from metarl import distributed
+
+    def broken(self, *args, **kwargs):
+        raise ImportError("no module named mujoco")  # as on a node without the project installed
+
+    monkeypatch.setattr(distributed.SamplerWorker, "__init__", broken)
+    with pytest.raises(ValueError, match="a worker failed to start.*is metarl installed on every node"):
+        RaySampler("HalfCheetahVel", 4, 2, horizon=10, num_workers=2)
+
+
+def test_a_closed_sampler_says_so(local_ray):
+    remote = RaySampler("HalfCheetahVel", 2, 1, horizon=5, num_workers=1)
+    remote.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        remote.sample(_params(), TASKS[:2])
+

@@ -59,6 +59,26 @@ def test_resume_gives_the_same_parameters_as_one_go(tmp_path):
     assert [r["post_return"] for r in _rows(tmp_path / "one")] == [r["post_return"] for r in _rows(tmp_path / "two")]
 
 
+def test_resuming_a_log_with_fewer_columns_keeps_one_header(tmp_path):
+    # A run logged by an older metarl (no sampler_restarts column) and resumed now.
+    from metarl.trainer import CSV_FIELDS
+
+    run = tmp_path / "old"
+    main(_tiny(run, "--set", "iterations=1"))
+    rows = _rows(run)
+    old_fields = [f for f in CSV_FIELDS if f != "sampler_restarts"]
+    with open(run / "progress.csv", "w", newline="") as f:
+        log = csv.DictWriter(f, fieldnames=old_fields, extrasaction="ignore")
+        log.writeheader()
+        log.writerows(rows)
+    assert main(["train", "--resume", str(run), "--set", "iterations=3", "--no-progress"]) == 0
+    lines = (run / "progress.csv").read_text().splitlines()
+    assert lines[0] == ",".join(CSV_FIELDS) and len(lines) == 4
+    new = _rows(run)
+    assert [r["iteration"] for r in new] == ["1", "2", "3"] and new[0]["post_return"] == rows[0]["post_return"]
+    assert new[0]["sampler_restarts"] == "" and new[1]["sampler_restarts"] == "0"
+
+
 @pytest.mark.parametrize("algo, first_order", [("ppo", False), ("vpg", False), ("trpo", True), ("ppo", True)])
 def test_every_learner_runs_and_moves_the_parameters(tmp_path, algo, first_order):
     run = tmp_path / "run"
