@@ -107,6 +107,7 @@ class Trainer:
         self.penalty = cfg.inner_kl_penalty if cfg.algo == "ppo" else 0.0
         self.iteration, self.env_steps, self.wall_clock = 0, 0, 0.0
         self.nonfinite_streak = 0
+        self.restarts_before = 0  # sampler worker replacements in earlier sessions of this run
         self.commit = git_commit()  # of the code that ran the latest iterations, for model cards
         if resume:
             self._load_checkpoint()
@@ -121,7 +122,12 @@ class Trainer:
             "penalty": self.penalty,
             "sampler_rng": self.sampler.state(), "task_rng": self.task_rng.bit_generator.state,
             "config": config.to_dict(self.cfg), "commit": self.commit,
+            "sampler_restarts": self._restarts(),
         }
+
+    def _restarts(self) -> int:
+        """Ray worker replacements over the whole run (0 for the local sampler)."""
+        return self.restarts_before + getattr(self.sampler, "restarts", 0)
 
     def _load_checkpoint(self) -> None:
         path = self.out / "checkpoint.pt"
@@ -150,6 +156,7 @@ class Trainer:
         self.sampler.load_state(state["sampler_rng"])
         self.task_rng.bit_generator.state = state["task_rng"]
         self.iteration, self.env_steps = state["iteration"], state["env_steps"]
+        self.restarts_before = int(state.get("sampler_restarts", 0))
         self.wall_clock = state["wall_clock"]
 
     def save(self, state: dict | None = None) -> None:
@@ -246,7 +253,7 @@ class Trainer:
             "kl": stats["kl"], "loss_before": stats["loss_before"], "loss_after": stats["loss_after"],
             "accepted": int(stats["accepted"]), "nonfinite": int(nonfinite), "inner_kl_penalty": self.penalty,
             "time_sampling": t_sampling, "time_adapt": t_adapt, "time_outer": t_outer, "time_total": total,
-            "wall_clock": self.wall_clock, "sampler_restarts": getattr(self.sampler, "restarts", 0),
+            "wall_clock": self.wall_clock, "sampler_restarts": self._restarts(),
         }
 
     # --- the loop ------------------------------------------------------------------------------------

@@ -118,6 +118,9 @@ def test_training_on_ray_survives_a_worker_killed_mid_iteration(local_ray, tmp_p
         assert torch.equal(v, local.params[k]), k
     log = (tmp_path / "ray" / "progress.csv").read_text().splitlines()
     assert log[0].endswith("sampler_restarts") and log[1].endswith(",1")
+    # the count is carried over a resume (here on the local sampler)
+    resumed = Trainer(config.from_dict({**config.to_dict(cfg), "iterations": 3}), tmp_path / "ray", resume=True)
+    assert resumed.train(progress=False)[0]["sampler_restarts"] == 1
 
 
 def test_train_cli_ray_flags(tmp_path, capsys):
