@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import json
 import math
 import os
 import platform
@@ -48,6 +47,7 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 import envs
+from benchmarks import write_record
 from metarl.files import git_commit
 
 DEFAULT_FAMILIES = ("HalfCheetahVel", "AntDir")
@@ -316,15 +316,6 @@ def format_table(record: dict) -> str:
     return "\n".join(lines)
 
 
-def _output_path(out_dir: Path, stamp: str) -> Path:
-    path = out_dir / f"envs-{stamp}.json"
-    i = 1
-    while path.exists():  # two runs within one second
-        path = out_dir / f"envs-{stamp}-{i}.json"
-        i += 1
-    return path
-
-
 def run(families=DEFAULT_FAMILIES, tasks=40, episodes=20, horizon=100, repeats=3,
         out_dir="benchmarks/results", quick=False) -> dict:
     """Run the benchmark, print a table and write the JSON record.
@@ -379,8 +370,6 @@ def run(families=DEFAULT_FAMILIES, tasks=40, episodes=20, horizon=100, repeats=3
         )
     print()
     print(format_table(record))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = _output_path(out_dir, time.strftime("%Y%m%d-%H%M%S"))
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    path = write_record(record, out_dir, "envs")
     print(f"\nwrote {path}", flush=True)
     return {**record, "path": str(path)}

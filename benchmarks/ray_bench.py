@@ -15,7 +15,6 @@ one full meta-iteration (:meth:`metarl.trainer.Trainer.step`) with each sampler.
 from __future__ import annotations
 
 import datetime
-import json
 import statistics
 import tempfile
 import time
@@ -23,21 +22,12 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import timed, write_record
 from metarl import config
 from metarl.files import git_commit
 from metarl.trainer import Trainer
 
 QUICK = {"tasks": 4, "episodes": 4, "horizon": 20, "repeats": 1}
-
-
-def _median_time(fn, repeats: int) -> tuple[float, list[float]]:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
 
 
 def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, workers: int = 2, repeats: int = 3,
@@ -67,7 +57,7 @@ def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, workers: int = 
             same = all(torch.equal(a, b) for a, b in zip(reference, remote.sampler.sample(params, task_list),
                                                          strict=True))
             episode_bytes = sum(x.nbytes for x in reference)
-            local_s, local_runs = _median_time(lambda: local.sampler.sample(params, task_list), repeats)
+            local_s, local_runs, _ = timed(lambda: local.sampler.sample(params, task_list), repeats)
             print(f"  sample, local engine ({torch.get_num_threads()} threads): {local_s:.3f} s", flush=True)
             worker_s, overhead_s = [], []
 
@@ -79,7 +69,7 @@ def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, workers: int = 
                 worker_s.append(slowest)
                 overhead_s.append(total - slowest)
 
-            ray_s, ray_runs = _median_time(ray_sample, repeats)
+            ray_s, ray_runs, _ = timed(ray_sample, repeats)
             worker_med, overhead_med = statistics.median(worker_s[1:]), statistics.median(overhead_s[1:])
             print(f"  sample, Ray x{workers}: {ray_s:.3f} s (slowest worker {worker_med:.3f} s, rest "
                   f"{overhead_med:.3f} s)", flush=True)
@@ -109,10 +99,7 @@ def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, workers: int = 
     print(f"  local / Ray sampling time: {local_s / ray_s:.2f}  (same episodes: {same})")
     print(f"  iteration: local {it['local']['time_total']:.2f} s (sampling {it['local']['time_sampling']:.2f}), "
           f"Ray {it['ray']['time_total']:.2f} s (sampling {it['ray']['time_sampling']:.2f})")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"ray-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(record, indent=2))
+    path = write_record(record, out_dir, "ray")
     print(f"  wrote {path}")
     record["path"] = str(path)
     return record

@@ -23,29 +23,18 @@ times (after one untimed warm-up) and the median reported. Results go to
 from __future__ import annotations
 
 import datetime
-import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+from benchmarks import timed, write_record
 from metarl import algos, config
 from metarl.files import git_commit
 from metarl.trainer import Trainer
 
 QUICK = {"tasks": 4, "episodes": 4, "horizon": 20, "repeats": 1}
-
-
-def _timed(fn, repeats: int) -> tuple[float, list[float], object]:
-    fn()  # warm-up: first calls pay for lazy initialisation in torch
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times, result
 
 
 def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, repeats: int = 3,
@@ -65,9 +54,9 @@ def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, repeats: int = 
         batch, _, _ = trainer.collect()
         params = {k: v.detach() for k, v in trainer.params.items()}
 
-        vm_median, vm_times, (vm_new, vm_stats) = _timed(lambda: algos.trpo_step(params, batch, **hyper), repeats)
+        vm_median, vm_times, (vm_new, vm_stats) = timed(lambda: algos.trpo_step(params, batch, **hyper), repeats)
         print(f"  outer step, vmapped:  {vm_median:.3f} s", flush=True)
-        lp_median, lp_times, (lp_new, lp_stats, _) = _timed(
+        lp_median, lp_times, (lp_new, lp_stats, _) = timed(
             lambda: algos.trpo_step_reference(params, batch, **hyper), repeats)
         print(f"  outer step, loop:     {lp_median:.3f} s", flush=True)
         max_diff = max(float((vm_new[k] - lp_new[k]).abs().max()) for k in params)
@@ -93,10 +82,7 @@ def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, repeats: int = 
     print(f"  full iteration: {parts['time_total']:.2f} s = sampling {parts['time_sampling']:.2f} + adaptation "
           f"{parts['time_adapt']:.2f} + outer {parts['time_outer']:.2f}; total / sampling "
           f"{record['iteration']['total_over_sampling']:.2f}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"update-{datetime.datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(record, indent=2))
+    path = write_record(record, out_dir, "update")
     print(f"  wrote {path}")
     record["path"] = str(path)
     return record

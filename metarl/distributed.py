@@ -131,7 +131,6 @@ class RaySampler:
                               **options)
         self.num_tasks, self.episodes_per_task = int(num_tasks), int(episodes_per_task)
         self.horizon, self.obs_dim, self.act_dim = self._local.horizon, self._local.obs_dim, self._local.act_dim
-        self.rng = self._local.rng
         self.shards = shard_bounds(self.num_tasks, num_workers)
         self._worker_args = dict(family=family, episodes_per_task=self.episodes_per_task, horizon=self.horizon,
                                  activation=activation, action_scale=float(action_scale),
