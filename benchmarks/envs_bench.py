@@ -16,6 +16,15 @@ actions in [-1, 1] drawn before timing):
     ``Batch.step(nstep=frame_skip)``, no observation, reward or bookkeeping (an upper bound for the
     engine).
 
+``sampler``
+    :class:`metarl.sampling.Sampler` on the same batch: a fresh 64x64 tanh meta-policy in the loop
+    (``action_scale`` 0.1, as the locomotion configs), its actions, their noise, the per-step
+    conversions and the episode storage, with the same seeds in every repeat.
+``replay``
+    the engine stepping that batch with the sampler's own environment actions, recorded from its
+    episodes (same tasks, initial states and actions, so the same physics): the reference the
+    sampler is measured against (``sampler / replay``: 1.0 would be a policy that costs nothing).
+
 Autoreset is disabled everywhere and every episode runs the full horizon, so every setup counts
 ``rounds * num_envs * horizon`` env steps. For that, families that end an episode when the robot is
 unhealthy (the Ant ones, Hopper, Walker2d) run with ``terminate_when_unhealthy=False``: gymnasium's
@@ -54,12 +63,15 @@ DEFAULT_FAMILIES = ("HalfCheetahVel", "AntDir")
 SYNC_ENVS = 20
 ASYNC_ENVS = 2
 QUICK = {"tasks": 4, "episodes": 5, "horizon": 20, "repeats": 1}
-SETUPS = ("engine", "sync", "async", "physics")
+SETUPS = ("engine", "sync", "async", "physics", "sampler", "replay")
+SAMPLER_ACTION_SCALE = 0.1
 SETUP_LABELS = {
     "engine": "engine (envs.make)",
     "sync": f"gymnasium Sync x{SYNC_ENVS}",
     "async": f"gymnasium Async x{ASYNC_ENVS}",
     "physics": "physics only (Batch)",
+    "sampler": "sampler with policy",
+    "replay": "engine, sampler's actions",
 }
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,6 +212,45 @@ def _time_gym_vector(kind: str, family: str, episode_tasks: list[dict], horizon:
     return seconds, n, rounds
 
 
+def _time_sampler(family: str, tasks: list[dict], episodes: int, horizon: int,
+                  repeats: int) -> tuple[list[float], list[float]]:
+    """Seconds of the sampler with a fresh policy, and of its engine replaying the sampler's actions."""
+    import torch
+
+    from metarl.sampling import Sampler
+    from policies import gaussian
+
+    T, E = len(tasks), episodes
+    sampler = Sampler(family, T, E, horizon, action_scale=SAMPLER_ACTION_SCALE, **family_options(family))
+    params = gaussian.init_params(sampler.obs_dim, sampler.act_dim, (64, 64),
+                                  generator=torch.Generator().manual_seed(0))
+    reset_seed, noise_seed = 1, 2
+
+    def sample():
+        return sampler.sample_seeded(params, tasks, range(T), reset_seed, noise_seed)
+
+    batch = sample()  # warm-up, and the actions to replay
+    # what the sampler sent to the engine: its float32 actions times the scale, in float64
+    actions = SAMPLER_ACTION_SCALE * batch.actions.movedim(2, 0).reshape(horizon, T * E, -1).double().numpy()
+    env, episode_tasks = sampler.env, [task for task in tasks for _ in range(E)]
+    seeds = [[reset_seed, t, e] for t in range(T) for e in range(E)]
+
+    def replay():
+        env.set_tasks(episode_tasks)
+        env.reset(seed=seeds)
+        for a in actions:
+            env.step(a)
+
+    sampler_s, replay_s = [], []
+    for _ in range(repeats):  # interleaved, so that a noisy neighbour hits both alike
+        for fn, out in ((sample, sampler_s), (replay, replay_s)):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    env.close()
+    return sampler_s, replay_s
+
+
 def _summary(seconds: list[float], num_envs: int, rounds: int, horizon: int) -> dict:
     steps = rounds * num_envs * horizon
     per_repeat = [steps / s for s in seconds]
@@ -237,6 +288,12 @@ def bench_family(family: str, tasks: int, episodes: int, horizon: int, repeats: 
         vec.close()
     del vec
 
+    sampler_s, replay_s = _time_sampler(family, base_tasks, episodes, horizon, repeats)
+    result["setups"]["sampler"] = _summary(sampler_s, n, 1, horizon)
+    log(_progress(family, "sampler", result["setups"]["sampler"]))
+    result["setups"]["replay"] = _summary(replay_s, n, 1, horizon)
+    log(_progress(family, "replay", result["setups"]["replay"]))
+
     for kind in ("sync", "async"):
         seconds, num_envs, rounds = _time_gym_vector(kind, family, episode_tasks, horizon, repeats, rng)
         result["setups"][kind] = _summary(seconds, num_envs, rounds, horizon)
@@ -249,6 +306,7 @@ def bench_family(family: str, tasks: int, episodes: int, horizon: int, repeats: 
         "best_gymnasium": best,
         "engine_over_best_gymnasium": engine / setups[best]["steps_per_s"],
         "engine_over_physics": engine / setups["physics"]["steps_per_s"],
+        "sampler_over_replay": setups["sampler"]["steps_per_s"] / setups["replay"]["steps_per_s"],
     }
     result["setups"] = {k: setups[k] for k in SETUPS}
     return result
@@ -311,7 +369,8 @@ def format_table(record: dict) -> str:
         lines.append(
             f"{'':<20} engine / best gymnasium ({r['best_gymnasium']}): "
             f"{r['engine_over_best_gymnasium']:.2f}x; "
-            f"engine / physics: {r['engine_over_physics']:.2f}; engine nthread {res['nthread']}"
+            f"engine / physics: {r['engine_over_physics']:.2f}; sampler / replay: {r['sampler_over_replay']:.3f}; "
+            f"engine nthread {res['nthread']}"
         )
     return "\n".join(lines)
 

@@ -11,6 +11,12 @@ Both outer steps run on the same sampled batch (HalfCheetahVel, ``tasks`` x ``ep
     :func:`metarl.algos.trpo_step_reference`: adaptation and policy evaluation in a Python loop over
     tasks, Hessian-vector products by double backward of the KL (pytorch-maml-rl's formulation).
 
+Then the vectorised step's time split into its phases (``gradient``: adapted policies, loss and
+meta-gradient through the adaptation; ``fisher``: the graph of the Fisher-vector products and the
+``cg_iters`` products; ``line_search``), for each way of forming the products in
+:data:`FISHER_VARIANTS` (every k-th post-adaptation step; through the adaptation or the adapted
+policies' own Fisher), with the cosine between each variant's step and the exact one.
+
 The full iteration is :meth:`metarl.trainer.Trainer.step` at the same size (sampling before and
 after adaptation, advantages and inner step, outer step). Each measurement is repeated ``repeats``
 times (after one untimed warm-up) and the median reported. Results go to
@@ -25,6 +31,7 @@ from __future__ import annotations
 import datetime
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -35,6 +42,35 @@ from metarl.files import git_commit
 from metarl.trainer import Trainer
 
 QUICK = {"tasks": 4, "episodes": 4, "horizon": 20, "repeats": 1}
+# (fisher_subsample, fisher_through_adaptation); the first is the exact product
+FISHER_VARIANTS = ((1, True), (5, True), (1, False), (5, False))
+
+
+def _profile_variants(params: dict, batch, hyper: dict, repeats: int) -> list[dict]:
+    """Median phase times, line-search step and agreement with the exact step of each Fisher variant."""
+    rows, exact = [], None
+    for subsample, through in FISHER_VARIANTS:
+        runs = []
+        for _ in range(repeats + 1):  # the first warms up
+            timings = {}
+            t0 = time.perf_counter()
+            new, stats = algos.trpo_step(params, batch, **hyper, fisher_subsample=subsample,
+                                         fisher_through_adaptation=through, timings=timings)
+            runs.append({**timings, "total": time.perf_counter() - t0})
+        step = algos.flatten(new.values()) - algos.flatten(params.values())
+        exact = step if exact is None else exact
+        cosine = float(step @ exact / (step.norm() * exact.norm()).clamp_min(1e-30))
+        row = {"fisher_subsample": subsample, "fisher_through_adaptation": through,
+               **{k: statistics.median(r[k] for r in runs[1:]) for k in ("total", "gradient", "fisher",
+                                                                         "line_search")},
+               "fisher_products": runs[-1]["fisher_products"], "ls_steps": stats["ls_steps"],
+               "kl": stats["kl"], "loss_after": stats["loss_after"], "cosine_to_exact": cosine}
+        rows.append(row)
+        print(f"  every {subsample} step(s), {'through' if through else 'without'} the adaptation: "
+              f"{row['total']:.3f} s = gradient {row['gradient']:.3f} + fisher {row['fisher']:.3f} "
+              f"({row['fisher_products']} products) + line search {row['line_search']:.3f}; "
+              f"line-search step {row['ls_steps']}, cosine to exact {cosine:.3f}", flush=True)
+    return rows
 
 
 def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, repeats: int = 3,
@@ -43,7 +79,8 @@ def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, repeats: int = 
     if quick:
         tasks, episodes, horizon, repeats = QUICK["tasks"], QUICK["episodes"], QUICK["horizon"], QUICK["repeats"]
     cfg = config.from_dict({"family": family, "meta_batch_size": tasks, "episodes_per_task": episodes,
-                            "horizon": horizon, "iterations": 10**6, "seed": 0})
+                            "horizon": horizon, "iterations": 10**6, "seed": 0,
+                            "action_scale": 0.1})  # as configs/halfcheetah-vel*.yaml
     hyper = {"inner_lr": cfg.inner_lr, "first_order": cfg.first_order, "activation": cfg.activation,
              "max_kl": cfg.max_kl, "cg_iters": cfg.cg_iters, "cg_damping": cfg.cg_damping,
              "ls_max_steps": cfg.ls_max_steps, "ls_backtrack_ratio": cfg.ls_backtrack_ratio}
@@ -61,6 +98,7 @@ def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, repeats: int = 
         print(f"  outer step, loop:     {lp_median:.3f} s", flush=True)
         max_diff = max(float((vm_new[k] - lp_new[k]).abs().max()) for k in params)
 
+        profile = _profile_variants(params, batch, hyper, repeats)
         rows = [trainer.step() for _ in range(repeats + 1)][1:]  # the first iteration warms up
     parts = {key: statistics.median(r[key] for r in rows)
              for key in ("time_sampling", "time_adapt", "time_outer", "time_total")}
@@ -74,7 +112,9 @@ def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, repeats: int = 
             "same_step": {"vmapped_ls_steps": vm_stats["ls_steps"], "loop_ls_steps": lp_stats["ls_steps"],
                           "max_param_diff": max_diff},
         },
-        "iteration": {**parts, "runs": rows,
+        "outer_step_phases": profile,
+        "iteration": {**parts, "runs": rows, "fisher_subsample": cfg.fisher_subsample,
+                      "fisher_through_adaptation": cfg.fisher_through_adaptation,
                       "total_over_sampling": parts["time_total"] / parts["time_sampling"]},
     }
     print(f"  vmapped / loop speed: {lp_median / vm_median:.2f}x   (same line-search step: "

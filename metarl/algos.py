@@ -8,6 +8,7 @@ its gradient is the MAML meta-gradient (Finn et al. 2017; pytorch-maml-rl's TRPO
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -136,7 +137,8 @@ def _outputs_to_loss_kl(mean, log_std, old: OldPolicy, batch: MetaBatch, clip: f
 
 def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: bool, activation: str,
               max_kl: float, cg_iters: int, cg_damping: float, ls_max_steps: int,
-              ls_backtrack_ratio: float) -> tuple[dict, dict]:
+              ls_backtrack_ratio: float, fisher_subsample: int = 1, fisher_through_adaptation: bool = True,
+              timings: dict | None = None) -> tuple[dict, dict]:
     """One MAML-TRPO outer step.
 
     Natural-gradient direction by conjugate gradient on the Hessian of the mean KL of the adapted
@@ -146,52 +148,105 @@ def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: b
     At the starting parameters the KL and its gradient in the policy outputs are zero, so its Hessian
     is exactly ``J^T M J``: ``J`` the Jacobian of the adapted policies' outputs (mean, log-std) with
     respect to the meta-parameters, through the adaptation, and ``M`` the Gaussian's Fisher
-    information in those outputs. A Hessian-vector product is then two backward passes through the
-    graph of the (second-order) adaptation built once, ``J v`` by differentiating ``J^T u`` in the
-    dummy ``u``, then ``J^T (M J v)``, instead of a third-order double backward of the KL.
+    information in those outputs. A Hessian-vector product is then two backward passes through one
+    graph, ``J v`` by differentiating ``J^T u`` in the dummy ``u``, then ``J^T (M J v)``, instead of a
+    third-order double backward of the KL.
+
+    The products only shape the step (the line search checks the true loss and KL), so they may be
+    approximated, as TRPO implementations do: ``fisher_subsample = k`` uses every k-th step of each
+    post-adaptation episode (OpenAI baselines' TRPO: every fifth sample), and
+    ``fisher_through_adaptation=False`` takes the Fisher of the adapted policies in their own
+    parameters, ``J`` without the adaptation's Jacobian ``I - inner_lr * (inner loss Hessian)``, so a
+    product no longer passes through the inner episodes at all. The meta-gradient is exact either way.
+
+    Args:
+        params: shared policy parameters.
+        batch: the meta-iteration's data.
+        fisher_subsample: k >= 1, every k-th step of the outer episodes enters the Fisher products.
+        fisher_through_adaptation: products through the adaptation (exact Hessian of the KL).
+        timings: if a dict, receives the seconds spent in ``gradient`` (adapted policies, loss,
+            meta-gradient), ``fisher`` (the products' graph and ``cg_iters`` products) and
+            ``line_search``, and ``fisher_products`` (count).
 
     Returns:
         ``(new_params, stats)`` with stats ``loss_before``, ``loss_after``, ``kl``, ``ls_steps``
         (-1 when rejected) and ``accepted``.
     """
+    clock = time.perf_counter()
     hyper = {"inner_lr": inner_lr, "first_order": first_order, "activation": activation}
     theta = {k: v.detach().requires_grad_() for k, v in params.items()}
     leaves = list(theta.values())
-
-    def outputs(p):
-        return outer_policy(p, batch, **hyper)
-
-    mean, log_std = outputs(theta)
+    adapted = adapted_params(theta, batch, **hyper)
+    mean, log_std = gaussian.forward(adapted, batch.outer.obs, activation)
+    log_std = log_std[:, None, None, :]
     old = OldPolicy(mean.detach(), log_std.detach(),
                     gaussian.log_prob(mean, log_std, batch.outer.actions).detach())
     loss, _ = _outputs_to_loss_kl(mean, log_std, old, batch)
-    g = flatten(torch.autograd.grad(loss, leaves, retain_graph=True))
+    reuse_graph = fisher_subsample == 1 and fisher_through_adaptation
+    g = flatten(torch.autograd.grad(loss, leaves, retain_graph=fisher_through_adaptation))
+    timings = {} if timings is None else timings
+    timings["gradient"], clock = time.perf_counter() - clock, time.perf_counter()
+
+    if reuse_graph:
+        fisher_vector = _fisher_vector_product(theta, mean, log_std, batch.outer.mask, old.log_std, cg_damping)
+    else:
+        if not fisher_through_adaptation:
+            # the adapted parameters' values, with the identity as their derivative in theta
+            adapted = {k: v.detach() + (theta[k] - theta[k].detach()) for k, v in adapted.items()}
+        f_mean, f_log_std = gaussian.forward(adapted, batch.outer.obs[:, :, ::fisher_subsample], activation)
+        fisher_vector = _fisher_vector_product(theta, f_mean, f_log_std[:, None, None, :],
+                                               batch.outer.mask[:, :, ::fisher_subsample], old.log_std, cg_damping)
+    direction, f_direction = conjugate_gradient(fisher_vector, g, cg_iters)
+    shs = 0.5 * (direction @ f_direction)
+    timings["fisher"], clock = time.perf_counter() - clock, time.perf_counter()
+    timings["fisher_products"] = fisher_vector.count
+    del fisher_vector, adapted  # free the products' graph before the line search
+
+    def evaluate(candidate):
+        with torch.no_grad():
+            return _outputs_to_loss_kl(*outer_policy(candidate, batch, **hyper), old, batch)
+
+    start = {k: v.detach() for k, v in theta.items()}
+    result = _line_search(start, direction.detach(), shs.detach(), float(loss.detach()), evaluate, max_kl,
+                          ls_max_steps, ls_backtrack_ratio)
+    timings["line_search"] = time.perf_counter() - clock
+    return result
+
+
+def _fisher_vector_product(theta: dict, mean: torch.Tensor, log_std: torch.Tensor, mask: torch.Tensor,
+                           old_log_std: torch.Tensor, damping: float):
+    """``v -> (J^T M J + damping I) v``, the Hessian of the mean KL of the adapted policies at ``theta``.
+
+    Args:
+        theta: the meta-parameters (leaves) that ``mean`` and ``log_std`` were computed from.
+        mean: ``[T, E, H', act]`` adapted policies' means on (some of) the outer steps.
+        log_std: ``[T, 1, 1, act]``.
+        mask: ``[T, E, H']`` valid steps; each task's steps weigh ``1 / (T * its valid steps)``, as in
+            :func:`task_mean`.
+        old_log_std: ``[T, 1, 1, act]`` the log-std at ``theta`` without gradient.
+        damping: added multiple of the identity.
+
+    Returns:
+        The product function on flat ``[P]`` vectors; its ``count`` attribute counts the calls.
+    """
+    leaves = list(theta.values())
     dummy = (torch.zeros_like(mean, requires_grad=True), torch.zeros_like(log_std, requires_grad=True))
     jt_dummy = torch.autograd.grad((mean, log_std), leaves, grad_outputs=dummy, create_graph=True)
-
-    mask = batch.outer.mask
     T = mask.shape[0]
-    row_weight = mask / mask.sum(dim=(1, 2), keepdim=True).clamp_min(1.0) / T  # task_mean's weights
-    mean_fisher = row_weight[..., None] * torch.exp(-2.0 * old.log_std)
+    row_weight = mask / mask.sum(dim=(1, 2), keepdim=True).clamp_min(1.0) / T
+    mean_fisher = row_weight[..., None] * torch.exp(-2.0 * old_log_std)
     log_std_fisher = 2.0 * row_weight.sum(dim=(1, 2))[:, None, None, None]
 
-    def fisher_vector(v: torch.Tensor) -> torch.Tensor:
+    def product(v: torch.Tensor) -> torch.Tensor:
+        product.count += 1
         d_mean, d_log_std = torch.autograd.grad(jt_dummy, dummy, grad_outputs=list(unflatten(v, theta).values()),
                                                 retain_graph=True, materialize_grads=True)
         jt = torch.autograd.grad((mean, log_std), leaves, retain_graph=True, materialize_grads=True,
                                  grad_outputs=(mean_fisher * d_mean, log_std_fisher * d_log_std))
-        return flatten(jt) + cg_damping * v
+        return flatten(jt) + damping * v
 
-    direction, f_direction = conjugate_gradient(fisher_vector, g, cg_iters)
-    shs = 0.5 * (direction @ f_direction)
-
-    def evaluate(candidate):
-        with torch.no_grad():
-            return _outputs_to_loss_kl(*outputs(candidate), old, batch)
-
-    start = {k: v.detach() for k, v in theta.items()}
-    return _line_search(start, direction.detach(), shs.detach(), float(loss.detach()), evaluate, max_kl,
-                        ls_max_steps, ls_backtrack_ratio)
+    product.count = 0
+    return product
 
 
 def _line_search(theta: dict, direction: torch.Tensor, shs: torch.Tensor, loss_before: float, evaluate,

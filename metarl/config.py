@@ -65,6 +65,11 @@ class Config:
     """TRPO: line-search steps"""
     ls_backtrack_ratio: float = 0.8
     """TRPO: line-search shrink factor"""
+    fisher_subsample: int = 1
+    """TRPO: Fisher-vector products on every k-th step of each post-adaptation episode (1: all)"""
+    fisher_through_adaptation: bool = True
+    """TRPO: Fisher-vector products through the adaptation (the KL's exact Hessian); false uses the
+    adapted policies' own Fisher, without the inner step's Jacobian (cheaper; the gradient stays exact)"""
     outer_lr: float = 1e-3
     """PPO/VPG: Adam learning rate"""
     ppo_epochs: int = 5
@@ -139,6 +144,7 @@ def check(cfg: Config) -> Config:
         (cfg.cg_damping >= 0, "cg_damping", "must be >= 0"),
         (cfg.ls_max_steps >= 1, "ls_max_steps", "must be >= 1"),
         (0 < cfg.ls_backtrack_ratio < 1, "ls_backtrack_ratio", "must be in (0, 1)"),
+        (cfg.fisher_subsample >= 1, "fisher_subsample", "must be >= 1 (every k-th step)"),
         (cfg.outer_lr > 0, "outer_lr", "must be > 0"),
         (cfg.ppo_epochs >= 1, "ppo_epochs", "must be >= 1"),
         (0 < cfg.ppo_clip < 1, "ppo_clip", "must be in (0, 1)"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -135,46 +136,45 @@ class Sampler:
         params = {k: v.detach().cpu() for k, v in params.items()}
         if not gaussian.has_task_axis(params):
             params = gaussian.expand_to_tasks(params, T)
-        # The policy runs task by task, on one torch thread, on freshly allocated (so equally aligned)
-        # copies of the task's parameters and observations: CPU kernels round differently with the
-        # batch size (vectorised tanh, exp), the thread count and the memory alignment of their inputs
-        # (matmul), and a shard of the meta-batch, on a worker with its own thread count, must give
-        # bitwise the same episodes as the whole. Additions and products of whole tensors are exact.
-        per_task = [{k: v[t].clone() for k, v in params.items()} for t in range(T)]
-        std = torch.stack([torch.exp(p["log_std"]) for p in per_task])[:, None, :]  # [T, 1, A]
+        policy_mean, policy_input = _task_by_task_mlp(params, E, self.activation)
         self.env.set_tasks([task for task in tasks for _ in range(E)])
         obs_np, _ = self.env.reset(seed=[[reset_seed, t, e] for t in task_ids for e in range(E)])
-        if not deterministic:
-            noise = torch.stack([
-                torch.randn((H, E, self.act_dim), generator=torch.Generator().manual_seed(_task_seed(noise_seed, t)))
-                for t in task_ids])  # [T, H, E, A]
-        if self.task_in_obs:
-            features = torch.as_tensor(envs.task_features(self.family, tasks), dtype=torch.float32)
-            features = features[:, None, :].expand(T, E, -1)
-
         obs = torch.zeros(H, T, E, self.obs_dim)
         actions = torch.zeros(H, T, E, self.act_dim)
-        rewards = torch.zeros(H, T, E)
-        mask = torch.zeros(H, T, E)
-        terminated = torch.zeros(H, T, E, dtype=torch.bool)
-        truncated = torch.zeros(H, T, E, dtype=torch.bool)
+        rewards = np.zeros((H, T * E), dtype=np.float32)
+        mask = np.zeros((H, T * E), dtype=np.float32)
+        terminated = np.zeros((H, T * E), dtype=bool)
+        truncated = np.zeros((H, T * E), dtype=bool)
+        env_obs = obs[..., :self.env_obs_dim]
+        if self.task_in_obs:
+            features = torch.as_tensor(envs.task_features(self.family, tasks), dtype=torch.float32)
+            obs[..., self.env_obs_dim:] = features[None, :, None, :]
+        if not deterministic:
+            # std * noise of every step at once: an elementwise product, the same number as step by step
+            # (exp task by task: over the whole [T, A] its vectorised and scalar parts would depend on T)
+            std = torch.stack([torch.exp(params["log_std"][t].clone()) for t in range(T)])[:, None, None, :]
+            scaled_noise = std * torch.stack([
+                torch.randn((H, E, self.act_dim), generator=torch.Generator().manual_seed(_task_seed(noise_seed, t)))
+                for t in task_ids])  # [T, H, E, A]
+        env_actions = np.empty((T * E, self.act_dim))
         with torch.no_grad(), _one_torch_thread():
             for h in range(H):
-                o = torch.as_tensor(obs_np, dtype=torch.float32).view(T, E, self.env_obs_dim)
-                if self.task_in_obs:
-                    o = torch.cat([o, features], dim=-1)
-                mean = torch.stack([gaussian.mean_log_std(p, o[t].clone(), self.activation)[0]
-                                    for t, p in enumerate(per_task)])
-                a = mean if deterministic else mean + std * noise[:, h]  # gaussian.sample, exp done above
-                env_actions = self.action_scale * a.reshape(T * E, self.act_dim).double().numpy()
+                env_obs[h].copy_(torch.from_numpy(obs_np).view(T, E, self.env_obs_dim))
+                policy_input.copy_(obs[h])
+                mean = policy_mean()
+                if deterministic:
+                    actions[h].copy_(mean)
+                else:
+                    torch.add(mean, scaled_noise[:, h], out=actions[h])  # gaussian.sample
+                np.multiply(actions[h].numpy().reshape(T * E, self.act_dim), self.action_scale, out=env_actions,
+                            dtype=np.float64)
                 obs_np, r, term, trunc, info = self.env.step(env_actions)
-                obs[h], actions[h] = o, a
-                rewards[h] = torch.as_tensor(r, dtype=torch.float32).view(T, E)
-                mask[h] = torch.as_tensor(info["active"], dtype=torch.float32).view(T, E)
-                terminated[h] = torch.as_tensor(term & info["active"]).view(T, E)
-                truncated[h] = torch.as_tensor(trunc & info["active"]).view(T, E)
-                if not (~(term | trunc)).any():
+                rewards[h], mask[h] = r, info["active"]
+                terminated[h], truncated[h] = term & info["active"], trunc & info["active"]
+                if (term | trunc).all():
                     break
+        rewards, mask, terminated, truncated = (torch.from_numpy(x).view(H, T, E)
+                                                for x in (rewards, mask, terminated, truncated))
 
         # Steps after an episode ended are padding: zero, whatever the rest of the batch did (the
         # loop above runs until every episode of this call has ended, so a shard would stop earlier).
@@ -195,6 +195,68 @@ def _one_torch_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _task_blocks(T: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zeros ``[T, *shape]`` float32 whose task blocks start a multiple of 64 floats (256 bytes) apart.
+
+    Returns ``(blocks, flat)``: ``blocks[t]`` is contiguous and aligned like a fresh tensor of
+    ``shape``, so a matrix product on it rounds as on the same task's block in any other batch;
+    ``flat`` is the whole buffer, padding included, whose length is a multiple of 64 so that an
+    elementwise kernel on it runs every element through the same vectorised code path.
+    """
+    n = math.prod(shape)
+    stride = -(-n // 64) * 64
+    flat = torch.zeros(T * stride)
+    return flat.as_strided((T, *shape), (stride, *torch.empty(shape).stride())), flat
+
+
+def _task_by_task_mlp(params: dict[str, torch.Tensor], episodes: int, activation: str):
+    """The policy mean of T tasks' ``[E, obs_dim]`` observations, each task through its own parameters.
+
+    One batched matrix product per layer over task blocks that are all aligned alike
+    (:func:`_task_blocks`), and the activation once over the whole buffer. CPU kernels round
+    differently with the memory alignment of their inputs and, for some elementwise kernels, with the
+    position of an element in the vectorised or scalar part of a loop; with this layout every task's
+    numbers are the same whatever the other tasks of the call are, so a shard of the meta-batch (a
+    distributed worker) gives bitwise the same episodes as the whole (tests compare them).
+
+    Args:
+        params: per-task policy parameters ``[T, ...]``.
+        episodes: E, the rows of each task's block.
+        activation: ``"tanh"`` or ``"relu"``.
+
+    Returns:
+        ``(mean, inputs)``: write observations into ``inputs`` ``[T, E, obs_dim]``, then ``mean()``
+        returns the ``[T, E, act_dim]`` means (a buffer overwritten by the next call).
+    """
+    T = params["log_std"].shape[0]
+    n = sum(1 for k in params if k.startswith("w"))
+    sizes = [params["w0"].shape[2]] + [params[f"w{i}"].shape[1] for i in range(n)]
+    weights, biases = [], []
+    for i in range(n):
+        w, _ = _task_blocks(T, (sizes[i], sizes[i + 1]))
+        w.copy_(params[f"w{i}"].transpose(1, 2))  # [T, in, out]
+        b, _ = _task_blocks(T, (1, sizes[i + 1]))
+        b.copy_(params[f"b{i}"][:, None, :])
+        weights.append(w)
+        biases.append(b)
+    layers = [_task_blocks(T, (episodes, size)) for size in sizes]
+    flat = [layer[1].numpy() for layer in layers]  # numpy views of the same memory
+
+    def mean() -> torch.Tensor:
+        for i in range(n):
+            torch.baddbmm(biases[i], layers[i][0], weights[i], out=layers[i + 1][0])
+            if i < n - 1:
+                # numpy's vectorised float32 tanh is several times faster than torch's on the CPU here
+                # and within one ulp of it
+                if activation == "tanh":
+                    np.tanh(flat[i + 1], out=flat[i + 1])
+                else:
+                    np.maximum(flat[i + 1], 0.0, out=flat[i + 1])
+        return layers[n][0]
+
+    return mean, layers[0][0]
 
 
 def _task_seed(seed: int, task_id: int) -> int:

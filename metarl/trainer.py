@@ -31,7 +31,7 @@ from metarl.sampling import Sampler
 from policies import gaussian
 
 CSV_FIELDS = [
-    "iteration", "env_steps", "pre_return", "post_return", "kl", "loss_before", "loss_after", "accepted",
+    "iteration", "env_steps", "pre_return", "post_return", "kl", "loss_before", "loss_after", "accepted", "ls_steps",
     "nonfinite", "inner_kl_penalty", "time_sampling", "time_adapt", "time_outer", "time_total", "wall_clock",
     "sampler_restarts",
 ]
@@ -205,7 +205,8 @@ class Trainer:
             new, stats = algos.trpo_step(
                 self.params, batch, **hyper, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters,
                 cg_damping=cfg.cg_damping, ls_max_steps=cfg.ls_max_steps,
-                ls_backtrack_ratio=cfg.ls_backtrack_ratio,
+                ls_backtrack_ratio=cfg.ls_backtrack_ratio, fisher_subsample=cfg.fisher_subsample,
+                fisher_through_adaptation=cfg.fisher_through_adaptation,
             )
             with torch.no_grad():
                 for k, v in self.params.items():
@@ -251,7 +252,8 @@ class Trainer:
             "pre_return": float(batch.inner[0].returns_per_task().mean()),
             "post_return": float(batch.outer.returns_per_task().mean()),
             "kl": stats["kl"], "loss_before": stats["loss_before"], "loss_after": stats["loss_after"],
-            "accepted": int(stats["accepted"]), "nonfinite": int(nonfinite), "inner_kl_penalty": self.penalty,
+            "accepted": int(stats["accepted"]), "ls_steps": stats.get("ls_steps", ""), "nonfinite": int(nonfinite),
+            "inner_kl_penalty": self.penalty,
             "time_sampling": t_sampling, "time_adapt": t_adapt, "time_outer": t_outer, "time_total": total,
             "wall_clock": self.wall_clock, "sampler_restarts": self._restarts(),
         }

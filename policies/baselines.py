@@ -54,7 +54,7 @@ def fit_linear_baseline(
 ) -> torch.Tensor:
     """Per-task ridge regression of ``returns`` on ``features`` over the valid steps.
 
-    Solves ``(XᵀX + reg·I) w = Xᵀy`` for every task in one batched solve (float64), X being the task's
+    Solves ``(XᵀX + reg·I) w = Xᵀy`` for every task in one batched Cholesky solve (float64), X being the task's
     ``[E*H, F]`` feature rows. As in rllab, a task whose solve fails or is not finite is solved again
     with ``reg`` ten times larger, up to ``max_tries`` solves in all; other tasks keep their solution.
 
@@ -97,9 +97,12 @@ def fit_linear_baseline(
     coeffs = torch.zeros(T, Fdim, dtype=torch.float64, device=features.device)
     pending = torch.ones(T, dtype=torch.bool, device=features.device)
     for _ in range(max_tries):
-        # solve_ex reports singular systems in `info` instead of raising for the whole batch
-        sol, info = torch.linalg.solve_ex(XtX + regs.view(T, 1, 1) * eye, Xty)
-        sol = sol.squeeze(-1)
+        # XᵀX + reg·I is symmetric positive definite, so Cholesky is the right factorisation. The
+        # general batched LU solve (solve_ex) fails inside oneMKL on batches of Ant-sized systems
+        # (214 features, an all-zero contact block) with more than one torch thread; Cholesky does
+        # not, and cholesky_ex reports a failed factorisation per task in `info` instead of raising.
+        chol, info = torch.linalg.cholesky_ex(XtX + regs.view(T, 1, 1) * eye)
+        sol = torch.cholesky_solve(Xty, chol).squeeze(-1)
         ok = (info == 0) & torch.isfinite(sol).all(-1)
         coeffs = torch.where(pending.unsqueeze(-1) & ok.unsqueeze(-1), sol, coeffs)
         pending = pending & ~ok

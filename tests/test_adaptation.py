@@ -137,3 +137,60 @@ def test_conjugate_gradient_solves_spd_systems():
     x, ax = algos.conjugate_gradient(lambda v: spd @ v, b, iters=6)
     torch.testing.assert_close(x, torch.linalg.solve(spd, b))
     torch.testing.assert_close(ax, spd @ x)
+
+
+def _kl_hessian_vector(kl_fn, params, v):
+    """Reference: the Hessian of ``kl_fn`` at ``params`` times ``v`` by double backward."""
+    leaves = [p.detach().requires_grad_() for p in params.values()]
+    theta = dict(zip(params, leaves, strict=True))
+    grad = algos.flatten(torch.autograd.grad(kl_fn(theta), leaves, create_graph=True))
+    return algos.flatten(torch.autograd.grad(grad @ v, leaves))
+
+
+def test_fisher_products_equal_the_kl_hessian_of_the_rows_they_use():
+    # every k-th outer step, through the adaptation or with the adapted parameters moving as theta does
+    inner, inner_adv = _episodes(T=3, E=2, H=7, seed=9, dtype=torch.float64)
+    outer, _ = _episodes(T=3, E=2, H=7, seed=10, dtype=torch.float64)
+    params = _params(dtype=torch.float64)
+    v = torch.randn(algos.flatten(params.values()).numel(), generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64)
+    adapted0 = {k: x.detach() for k, x in adapt(params, inner, 0.5, 1, advantages=inner_adv).items()}
+    for k, through in ((1, True), (3, True), (1, False), (3, False)):
+        obs, mask = outer.obs[:, :, ::k], outer.mask[:, :, ::k]
+
+        def adapted_of(theta, through=through):
+            if through:
+                return adapt(theta, inner, 0.5, 1, advantages=inner_adv)
+            return {name: adapted0[name] + (theta[name] - params[name]) for name in theta}
+
+        old_mean, old_log_std = gaussian.forward(adapted0, obs)
+        old_log_std = old_log_std[:, None, None, :]
+
+        def kl(theta, adapted_of=adapted_of, obs=obs, mask=mask, old_mean=old_mean, old_log_std=old_log_std):
+            mean, log_std = gaussian.forward(adapted_of(theta), obs)
+            return algos.task_mean(gaussian.kl_divergence(old_mean, old_log_std, mean, log_std[:, None, None, :]),
+                                   mask)
+
+        theta = {name: x.detach().requires_grad_() for name, x in params.items()}
+        mean, log_std = gaussian.forward(adapted_of(theta), obs)
+        product = algos._fisher_vector_product(theta, mean, log_std[:, None, None, :], mask, old_log_std, 0.0)
+        torch.testing.assert_close(product(v), _kl_hessian_vector(kl, params, v), rtol=1e-7, atol=1e-10)
+
+
+def test_cheaper_fisher_variants_still_take_a_bounded_improving_step():
+    inner, inner_adv = _episodes(T=4, E=3, H=12, seed=11)
+    outer, outer_adv = _episodes(T=4, E=3, H=12, seed=12)
+    batch = algos.MetaBatch([inner], [inner_adv], outer, outer_adv)
+    params = _params()
+    hyper = dict(inner_lr=0.1, first_order=False, activation="tanh", max_kl=0.01, cg_iters=10, cg_damping=1e-5,
+                 ls_max_steps=15, ls_backtrack_ratio=0.8)
+    exact, _ = algos.trpo_step(params, batch, **hyper)
+    exact_step = algos.flatten(exact.values()) - algos.flatten(params.values())
+    for subsample, through in ((3, True), (1, False), (3, False)):
+        timings = {}
+        new, stats = algos.trpo_step(params, batch, **hyper, fisher_subsample=subsample,
+                                     fisher_through_adaptation=through, timings=timings)
+        assert stats["accepted"] and stats["loss_after"] < stats["loss_before"] and 0 < stats["kl"] < 0.01
+        step = algos.flatten(new.values()) - algos.flatten(params.values())
+        assert step @ exact_step > 0  # a different metric, the same descent
+        assert timings["fisher_products"] == 10 and min(timings[k] for k in ("gradient", "fisher", "line_search")) > 0

@@ -10,7 +10,7 @@ import envs
 from benchmarks.envs_bench import _make_single
 from metarl.cli import main
 
-SETUPS = {"engine", "sync", "async", "physics"}
+SETUPS = {"engine", "sync", "async", "physics", "sampler", "replay"}
 
 
 def test_bench_envs_quick_writes_record(tmp_path, capsys):
@@ -36,6 +36,7 @@ def test_bench_envs_quick_writes_record(tmp_path, capsys):
         assert res["ratios"]["best_gymnasium"] in {"sync", "async"}
         assert res["ratios"]["engine_over_best_gymnasium"] > 0
         assert res["ratios"]["engine_over_physics"] > 0
+        assert res["ratios"]["sampler_over_replay"] > 0
     assert "steps/s" in capsys.readouterr().out
 
 
