@@ -12,10 +12,10 @@ Both outer steps run on the same sampled batch (HalfCheetahVel, ``tasks`` x ``ep
     tasks, Hessian-vector products by double backward of the KL (pytorch-maml-rl's formulation).
 
 Then the vectorised step's time split into its phases (``gradient``: adapted policies, loss and
-meta-gradient through the adaptation; ``fisher``: the graph of the Fisher-vector products and the
-``cg_iters`` products; ``line_search``), for each way of forming the products in
-:data:`FISHER_VARIANTS` (every k-th post-adaptation step; through the adaptation or the adapted
-policies' own Fisher), with the cosine between each variant's step and the exact one.
+meta-gradient through the adaptation; ``fisher``: the graphs of the KL Hessian-vector products and
+the ``cg_iters`` products; ``line_search``), for each ``fisher_subsample`` in
+:data:`FISHER_VARIANTS` (products on every k-th inner and post-adaptation step), with the cosine
+between each variant's step and the exact one.
 
 The full iteration is :meth:`metarl.trainer.Trainer.step` at the same size (sampling before and
 after adaptation, advantages and inner step, outer step). Each measurement is repeated ``repeats``
@@ -42,31 +42,30 @@ from metarl.files import git_commit
 from metarl.trainer import Trainer
 
 QUICK = {"tasks": 4, "episodes": 4, "horizon": 20, "repeats": 1}
-# (fisher_subsample, fisher_through_adaptation); the first is the exact product
-FISHER_VARIANTS = ((1, True), (5, True), (1, False), (5, False))
+# fisher_subsample values; the first is the exact product
+FISHER_VARIANTS = (1, 2, 5)
 
 
 def _profile_variants(params: dict, batch, hyper: dict, repeats: int) -> list[dict]:
     """Median phase times, line-search step and agreement with the exact step of each Fisher variant."""
     rows, exact = [], None
-    for subsample, through in FISHER_VARIANTS:
+    for subsample in FISHER_VARIANTS:
         runs = []
         for _ in range(repeats + 1):  # the first warms up
             timings = {}
             t0 = time.perf_counter()
-            new, stats = algos.trpo_step(params, batch, **hyper, fisher_subsample=subsample,
-                                         fisher_through_adaptation=through, timings=timings)
+            new, stats = algos.trpo_step(params, batch, **hyper, fisher_subsample=subsample, timings=timings)
             runs.append({**timings, "total": time.perf_counter() - t0})
         step = algos.flatten(new.values()) - algos.flatten(params.values())
         exact = step if exact is None else exact
         cosine = float(step @ exact / (step.norm() * exact.norm()).clamp_min(1e-30))
-        row = {"fisher_subsample": subsample, "fisher_through_adaptation": through,
+        row = {"fisher_subsample": subsample,
                **{k: statistics.median(r[k] for r in runs[1:]) for k in ("total", "gradient", "fisher",
                                                                          "line_search")},
                "fisher_products": runs[-1]["fisher_products"], "ls_steps": stats["ls_steps"],
                "kl": stats["kl"], "loss_after": stats["loss_after"], "cosine_to_exact": cosine}
         rows.append(row)
-        print(f"  every {subsample} step(s), {'through' if through else 'without'} the adaptation: "
+        print(f"  Fisher products on every {subsample} step(s): "
               f"{row['total']:.3f} s = gradient {row['gradient']:.3f} + fisher {row['fisher']:.3f} "
               f"({row['fisher_products']} products) + line search {row['line_search']:.3f}; "
               f"line-search step {row['ls_steps']}, cosine to exact {cosine:.3f}", flush=True)
@@ -114,7 +113,6 @@ def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, repeats: int = 
         },
         "outer_step_phases": profile,
         "iteration": {**parts, "runs": rows, "fisher_subsample": cfg.fisher_subsample,
-                      "fisher_through_adaptation": cfg.fisher_through_adaptation,
                       "total_over_sampling": parts["time_total"] / parts["time_sampling"]},
     }
     print(f"  vmapped / loop speed: {lp_median / vm_median:.2f}x   (same line-search step: "

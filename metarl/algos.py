@@ -137,8 +137,7 @@ def _outputs_to_loss_kl(mean, log_std, old: OldPolicy, batch: MetaBatch, clip: f
 
 def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: bool, activation: str,
               max_kl: float, cg_iters: int, cg_damping: float, ls_max_steps: int,
-              ls_backtrack_ratio: float, fisher_subsample: int = 1, fisher_through_adaptation: bool = True,
-              timings: dict | None = None) -> tuple[dict, dict]:
+              ls_backtrack_ratio: float, fisher_subsample: int = 1, timings: dict | None = None) -> tuple[dict, dict]:
     """One MAML-TRPO outer step.
 
     Natural-gradient direction by conjugate gradient on the Hessian of the mean KL of the adapted
@@ -146,27 +145,28 @@ def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: b
     that lowers the loss and keeps the KL under ``max_kl``; if none does, the parameters are kept.
 
     At the starting parameters the KL and its gradient in the policy outputs are zero, so its Hessian
-    is exactly ``J^T M J``: ``J`` the Jacobian of the adapted policies' outputs (mean, log-std) with
-    respect to the meta-parameters, through the adaptation, and ``M`` the Gaussian's Fisher
-    information in those outputs. A Hessian-vector product is then two backward passes through one
-    graph, ``J v`` by differentiating ``J^T u`` in the dummy ``u``, then ``J^T (M J v)``, instead of a
-    third-order double backward of the KL.
+    is exactly ``sum_t A_t^T J_t^T M_t J_t A_t``: ``A_t = d theta'_t / d theta`` the Jacobian of task
+    t's adaptation (``I - inner_lr * H_t`` for one inner step, ``H_t`` the Hessian of its inner loss,
+    so symmetric), ``J_t`` the Jacobian of the adapted policy's outputs (mean, log-std) in its own
+    parameters and ``M_t`` the Gaussian's Fisher information in those outputs. With one inner step a
+    product is two backward passes through the graph of the adaptation alone (``A_t v`` and
+    ``A_t w``, using the symmetry) around two cheap passes through the adapted policies (``J^T M J``
+    as in :func:`_fisher_vector_product`); with more inner steps it is two passes through the whole
+    graph.
 
     The products only shape the step (the line search checks the true loss and KL), so they may be
-    approximated, as TRPO implementations do: ``fisher_subsample = k`` uses every k-th step of each
-    post-adaptation episode (OpenAI baselines' TRPO: every fifth sample), and
-    ``fisher_through_adaptation=False`` takes the Fisher of the adapted policies in their own
-    parameters, ``J`` without the adaptation's Jacobian ``I - inner_lr * (inner loss Hessian)``, so a
-    product no longer passes through the inner episodes at all. The meta-gradient is exact either way.
+    estimated on part of the data, as TRPO implementations do (OpenAI baselines' TRPO: every fifth
+    sample): ``fisher_subsample = k`` forms them from every k-th step of each inner and
+    post-adaptation episode (with several inner steps: of each post-adaptation episode only). The
+    meta-gradient always uses every step.
 
     Args:
         params: shared policy parameters.
         batch: the meta-iteration's data.
-        fisher_subsample: k >= 1, every k-th step of the outer episodes enters the Fisher products.
-        fisher_through_adaptation: products through the adaptation (exact Hessian of the KL).
-        timings: if a dict, receives the seconds spent in ``gradient`` (adapted policies, loss,
-            meta-gradient), ``fisher`` (the products' graph and ``cg_iters`` products) and
-            ``line_search``, and ``fisher_products`` (count).
+        fisher_subsample: k >= 1 (1: the exact Hessian of the KL).
+        timings: if a dict, receives the seconds spent in ``gradient`` (adapted policies, loss and
+            meta-gradient), ``fisher`` (the products' graphs and the ``cg_iters`` products) and
+            ``line_search``, and ``fisher_products`` (their count).
 
     Returns:
         ``(new_params, stats)`` with stats ``loss_before``, ``loss_after``, ``kl``, ``ls_steps``
@@ -182,25 +182,25 @@ def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: b
     old = OldPolicy(mean.detach(), log_std.detach(),
                     gaussian.log_prob(mean, log_std, batch.outer.actions).detach())
     loss, _ = _outputs_to_loss_kl(mean, log_std, old, batch)
-    reuse_graph = fisher_subsample == 1 and fisher_through_adaptation
-    g = flatten(torch.autograd.grad(loss, leaves, retain_graph=fisher_through_adaptation))
+    one_step = len(batch.inner) == 1
+    g = flatten(torch.autograd.grad(loss, leaves, retain_graph=not one_step))
     timings = {} if timings is None else timings
     timings["gradient"], clock = time.perf_counter() - clock, time.perf_counter()
 
-    if reuse_graph:
-        fisher_vector = _fisher_vector_product(theta, mean, log_std, batch.outer.mask, old.log_std, cg_damping)
+    k = fisher_subsample
+    outer_obs, outer_mask = batch.outer.obs[:, :, ::k], batch.outer.mask[:, :, ::k]
+    if one_step:
+        fisher_vector = _meta_fisher_vector_product(theta, adapted, batch, old.log_std, k, cg_damping, **hyper)
     else:
-        if not fisher_through_adaptation:
-            # the adapted parameters' values, with the identity as their derivative in theta
-            adapted = {k: v.detach() + (theta[k] - theta[k].detach()) for k, v in adapted.items()}
-        f_mean, f_log_std = gaussian.forward(adapted, batch.outer.obs[:, :, ::fisher_subsample], activation)
-        fisher_vector = _fisher_vector_product(theta, f_mean, f_log_std[:, None, None, :],
-                                               batch.outer.mask[:, :, ::fisher_subsample], old.log_std, cg_damping)
+        if k != 1:
+            mean, log_std = gaussian.forward(adapted, outer_obs, activation)
+            log_std = log_std[:, None, None, :]
+        fisher_vector = _fisher_vector_product(theta, mean, log_std, outer_mask, old.log_std, cg_damping)
     direction, f_direction = conjugate_gradient(fisher_vector, g, cg_iters)
     shs = 0.5 * (direction @ f_direction)
     timings["fisher"], clock = time.perf_counter() - clock, time.perf_counter()
     timings["fisher_products"] = fisher_vector.count
-    del fisher_vector, adapted  # free the products' graph before the line search
+    del fisher_vector, adapted, mean, log_std  # free the graphs before the line search
 
     def evaluate(candidate):
         with torch.no_grad():
@@ -211,6 +211,50 @@ def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: b
                           ls_max_steps, ls_backtrack_ratio)
     timings["line_search"] = time.perf_counter() - clock
     return result
+
+
+def _meta_fisher_vector_product(theta: dict, adapted: dict, batch: MetaBatch, old_log_std: torch.Tensor,
+                                subsample: int, damping: float, *, inner_lr: float, first_order: bool,
+                                activation: str):
+    """``v -> (sum_t A_t J_t^T M_t J_t A_t + damping I) v`` for one inner step (see :func:`trpo_step`).
+
+    Args:
+        theta: the meta-parameters (leaves).
+        adapted: the per-task adapted parameters ``[T, ...]`` (their values are used).
+        batch: the meta-iteration's data (one inner batch).
+        old_log_std: ``[T, 1, 1, act]`` the adapted policies' log-std.
+        subsample: every k-th step of the inner and outer episodes enters the products.
+        damping: added multiple of the identity.
+
+    Returns:
+        The product function on flat ``[P]`` vectors; its ``count`` attribute counts the calls.
+    """
+    T = batch.outer.num_tasks
+    k = subsample
+    # A_t: the Jacobian of one inner step from per-task copies of theta (gradients w.r.t. theta_T stay
+    # per task), its Hessian estimated on every k-th inner step
+    theta_t = {name: x.unsqueeze(0).expand(T, *x.shape) for name, x in theta.items()}
+    inner = Episodes(*(x[:, :, ::k] for x in batch.inner[0]))
+    moved = adapt(theta_t, inner, inner_lr, 1, first_order, advantages=batch.inner_adv[0][:, :, ::k],
+                  activation=activation)
+    moved_list, theta_t_list = list(moved.values()), list(theta_t.values())
+    # J_t^T M_t J_t: the adapted policies' Fisher in their own parameters, on every k-th outer step
+    at = {name: x.detach().requires_grad_() for name, x in adapted.items()}
+    mean, log_std = gaussian.forward(at, batch.outer.obs[:, :, ::k], activation)
+    policy_fisher = _fisher_vector_product(at, mean, log_std[:, None, None, :], batch.outer.mask[:, :, ::k],
+                                           old_log_std, 0.0)
+
+    def product(v: torch.Tensor) -> torch.Tensor:
+        product.count += 1
+        per_task_v = [x.expand_as(m) for x, m in zip(unflatten(v, theta).values(), moved_list, strict=True)]
+        a_v = torch.autograd.grad(moved_list, theta_t_list, grad_outputs=per_task_v, retain_graph=True)
+        w = unflatten(policy_fisher(flatten(a_v)), at)
+        a_w = torch.autograd.grad(moved_list, list(theta.values()), grad_outputs=list(w.values()),
+                                  retain_graph=True)  # summed over tasks by the expand
+        return flatten(a_w) + damping * v
+
+    product.count = 0
+    return product
 
 
 def _fisher_vector_product(theta: dict, mean: torch.Tensor, log_std: torch.Tensor, mask: torch.Tensor,

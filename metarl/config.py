@@ -66,10 +66,8 @@ class Config:
     ls_backtrack_ratio: float = 0.8
     """TRPO: line-search shrink factor"""
     fisher_subsample: int = 1
-    """TRPO: Fisher-vector products on every k-th step of each post-adaptation episode (1: all)"""
-    fisher_through_adaptation: bool = True
-    """TRPO: Fisher-vector products through the adaptation (the KL's exact Hessian); false uses the
-    adapted policies' own Fisher, without the inner step's Jacobian (cheaper; the gradient stays exact)"""
+    """TRPO: the KL Hessian-vector products use every k-th step of each inner and post-adaptation
+    episode (1: all, the exact Hessian); the meta-gradient always uses every step"""
     outer_lr: float = 1e-3
     """PPO/VPG: Adam learning rate"""
     ppo_epochs: int = 5

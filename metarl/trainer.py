@@ -206,7 +206,6 @@ class Trainer:
                 self.params, batch, **hyper, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters,
                 cg_damping=cfg.cg_damping, ls_max_steps=cfg.ls_max_steps,
                 ls_backtrack_ratio=cfg.ls_backtrack_ratio, fisher_subsample=cfg.fisher_subsample,
-                fisher_through_adaptation=cfg.fisher_through_adaptation,
             )
             with torch.no_grad():
                 for k, v in self.params.items():

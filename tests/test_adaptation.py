@@ -147,50 +147,61 @@ def _kl_hessian_vector(kl_fn, params, v):
     return algos.flatten(torch.autograd.grad(grad @ v, leaves))
 
 
-def test_fisher_products_equal_the_kl_hessian_of_the_rows_they_use():
-    # every k-th outer step, through the adaptation or with the adapted parameters moving as theta does
+def test_fisher_products_equal_the_kl_hessian_of_the_steps_they_use():
+    # every k-th inner and outer step: the Hessian, at theta, of the mean KL of adapted policies whose
+    # values are the real adapted parameters and whose adaptation is that of every k-th inner step
     inner, inner_adv = _episodes(T=3, E=2, H=7, seed=9, dtype=torch.float64)
-    outer, _ = _episodes(T=3, E=2, H=7, seed=10, dtype=torch.float64)
+    outer, outer_adv = _episodes(T=3, E=2, H=7, seed=10, dtype=torch.float64)
+    batch = algos.MetaBatch([inner], [inner_adv], outer, outer_adv)
     params = _params(dtype=torch.float64)
     v = torch.randn(algos.flatten(params.values()).numel(), generator=torch.Generator().manual_seed(0),
                     dtype=torch.float64)
     adapted0 = {k: x.detach() for k, x in adapt(params, inner, 0.5, 1, advantages=inner_adv).items()}
-    for k, through in ((1, True), (3, True), (1, False), (3, False)):
-        obs, mask = outer.obs[:, :, ::k], outer.mask[:, :, ::k]
+    for k in (1, 3):
+        for first_order in (False, True):
+            sub_inner = Episodes(*(x[:, :, ::k] for x in inner))
+            moved0 = adapt(params, sub_inner, 0.5, 1, first_order, advantages=inner_adv[:, :, ::k])
+            obs, mask = outer.obs[:, :, ::k], outer.mask[:, :, ::k]
+            old_mean, old_log_std = gaussian.forward(adapted0, obs)
+            old_log_std = old_log_std[:, None, None, :]
 
-        def adapted_of(theta, through=through):
-            if through:
-                return adapt(theta, inner, 0.5, 1, advantages=inner_adv)
-            return {name: adapted0[name] + (theta[name] - params[name]) for name in theta}
+            def kl(theta, k=k, first_order=first_order, sub_inner=sub_inner, moved0=moved0, obs=obs, mask=mask,
+                   old_mean=old_mean, old_log_std=old_log_std):
+                moved = adapt(theta, sub_inner, 0.5, 1, first_order, advantages=inner_adv[:, :, ::k])
+                adapted = {n: adapted0[n] + moved[n] - moved0[n].detach() for n in theta}
+                mean, log_std = gaussian.forward(adapted, obs)
+                return algos.task_mean(
+                    gaussian.kl_divergence(old_mean, old_log_std, mean, log_std[:, None, None, :]), mask)
 
-        old_mean, old_log_std = gaussian.forward(adapted0, obs)
-        old_log_std = old_log_std[:, None, None, :]
+            theta = {name: x.detach().requires_grad_() for name, x in params.items()}
+            product = algos._meta_fisher_vector_product(theta, adapted0, batch, old_log_std, k, 0.0, inner_lr=0.5,
+                                                        first_order=first_order, activation="tanh")
+            torch.testing.assert_close(product(v), _kl_hessian_vector(kl, params, v), rtol=1e-7, atol=1e-10)
+            if k == 1 and not first_order:  # the exact Hessian of the KL through the real adaptation
+                def full_kl(theta, old_mean=old_mean, old_log_std=old_log_std):
+                    mean, log_std = gaussian.forward(adapt(theta, inner, 0.5, 1, advantages=inner_adv), outer.obs)
+                    return algos.task_mean(
+                        gaussian.kl_divergence(old_mean, old_log_std, mean, log_std[:, None, None, :]), outer.mask)
 
-        def kl(theta, adapted_of=adapted_of, obs=obs, mask=mask, old_mean=old_mean, old_log_std=old_log_std):
-            mean, log_std = gaussian.forward(adapted_of(theta), obs)
-            return algos.task_mean(gaussian.kl_divergence(old_mean, old_log_std, mean, log_std[:, None, None, :]),
-                                   mask)
-
-        theta = {name: x.detach().requires_grad_() for name, x in params.items()}
-        mean, log_std = gaussian.forward(adapted_of(theta), obs)
-        product = algos._fisher_vector_product(theta, mean, log_std[:, None, None, :], mask, old_log_std, 0.0)
-        torch.testing.assert_close(product(v), _kl_hessian_vector(kl, params, v), rtol=1e-7, atol=1e-10)
+                torch.testing.assert_close(product(v), _kl_hessian_vector(full_kl, params, v), rtol=1e-7, atol=1e-10)
 
 
-def test_cheaper_fisher_variants_still_take_a_bounded_improving_step():
+def test_subsampled_fisher_still_takes_a_bounded_improving_step():
     inner, inner_adv = _episodes(T=4, E=3, H=12, seed=11)
     outer, outer_adv = _episodes(T=4, E=3, H=12, seed=12)
-    batch = algos.MetaBatch([inner], [inner_adv], outer, outer_adv)
     params = _params()
     hyper = dict(inner_lr=0.1, first_order=False, activation="tanh", max_kl=0.01, cg_iters=10, cg_damping=1e-5,
                  ls_max_steps=15, ls_backtrack_ratio=0.8)
-    exact, _ = algos.trpo_step(params, batch, **hyper)
-    exact_step = algos.flatten(exact.values()) - algos.flatten(params.values())
-    for subsample, through in ((3, True), (1, False), (3, False)):
-        timings = {}
-        new, stats = algos.trpo_step(params, batch, **hyper, fisher_subsample=subsample,
-                                     fisher_through_adaptation=through, timings=timings)
-        assert stats["accepted"] and stats["loss_after"] < stats["loss_before"] and 0 < stats["kl"] < 0.01
-        step = algos.flatten(new.values()) - algos.flatten(params.values())
-        assert step @ exact_step > 0  # a different metric, the same descent
-        assert timings["fisher_products"] == 10 and min(timings[k] for k in ("gradient", "fisher", "line_search")) > 0
+    for inner_batches in (1, 2):  # one inner step (structured products) and two (through the whole graph)
+        batch = algos.MetaBatch([inner] * inner_batches, [inner_adv] * inner_batches, outer, outer_adv)
+        exact, _ = algos.trpo_step(params, batch, **hyper)
+        exact_step = algos.flatten(exact.values()) - algos.flatten(params.values())
+        for subsample in (1, 3):
+            timings = {}
+            new, stats = algos.trpo_step(params, batch, **hyper, fisher_subsample=subsample, timings=timings)
+            assert stats["accepted"] and stats["loss_after"] < stats["loss_before"] and 0 < stats["kl"] < 0.01
+            step = algos.flatten(new.values()) - algos.flatten(params.values())
+            cos = step @ exact_step / (step.norm() * exact_step.norm())
+            assert cos > (1 - 1e-5 if subsample == 1 else 0)  # the same step, or a different metric's descent
+            assert timings["fisher_products"] == 10
+            assert min(timings[key] for key in ("gradient", "fisher", "line_search")) > 0
