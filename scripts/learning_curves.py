@@ -100,7 +100,8 @@ def table(summary: dict) -> str:
             lines.append(f"| {label} | {Path(run).name} | {hit} | {clock} | {r['median_iteration_s']:.2f} "
                          f"({r['median_sampling_s']:.2f}, {r['median_outer_s']:.2f}) | {r['final_post_return']:.1f} |")
         med = g["median_wall_clock_s"]
-        lines.append(f"| {label} | **median** | {g['median_iteration']} | "
+        its = "not reached" if g["median_iteration"] is None else g["median_iteration"]
+        lines.append(f"| {label} | **median** | {its} | "
                      f"{'not reached' if med is None else f'{med / 60:.2f} min'} | {g['median_iteration_s']:.2f} | "
                      f"{g['mean_final_post_return']:.1f} (mean) |")
     return "\n".join(lines)
@@ -127,7 +128,7 @@ def plot(groups: list[tuple[str, list[Path]]], window: int, target: float, path:
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"post-adaptation return ({window}-iteration mean)")
-    axes[0].legend()
+    axes[0].legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
