@@ -192,6 +192,18 @@ def load(path: str | Path, overrides: list[str] = ()) -> Config:
     return from_dict(values, source=str(path))
 
 
+# What a key meant in configs written before it existed: a run resumed from such a config.yaml goes on
+# as it was trained (before fisher_subsample, TRPO's products used every step).
+BEFORE_KEY_EXISTED = {"fisher_subsample": 1}
+
+
+def load_run_config(path: str | Path) -> Config:
+    """A run directory's saved config.yaml; keys it predates take :data:`BEFORE_KEY_EXISTED`'s values."""
+    cfg = load(path)
+    saved = yaml.safe_load(Path(path).read_text()) or {}
+    return dataclasses.replace(cfg, **{k: v for k, v in BEFORE_KEY_EXISTED.items() if k not in saved})
+
+
 def to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 

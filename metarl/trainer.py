@@ -368,7 +368,7 @@ def prepare_run_dir(out_dir: str | Path, cfg: config.Config | None, resume: bool
     if resume:
         if not (out / "checkpoint.pt").is_file():
             raise ValueError(f"cannot resume: no checkpoint.pt in {str(out)!r}")
-        saved = config.load(out / "config.yaml")
+        saved = config.load_run_config(out / "config.yaml")
         return saved
     if out.exists() and any(out.iterdir()) and not force:
         raise ValueError(f"output directory {str(out)!r} already exists; pass --resume to continue it "

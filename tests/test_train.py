@@ -4,7 +4,9 @@ import csv
 
 import pytest
 import torch
+import yaml
 
+from metarl import config
 from metarl.cli import main
 from policies import load_policy
 
@@ -57,6 +59,18 @@ def test_resume_gives_the_same_parameters_as_one_go(tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k  # bitwise on CPU: every random stream is checkpointed
     assert [r["post_return"] for r in _rows(tmp_path / "one")] == [r["post_return"] for r in _rows(tmp_path / "two")]
+
+
+def test_a_run_from_before_fisher_subsample_resumes_with_exact_products(tmp_path):
+    run = tmp_path / "old"
+    main(_tiny(run, "--set", "iterations=1"))
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["fisher_subsample"] == 5  # the default, written by this version
+    del saved["fisher_subsample"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    assert config.load_run_config(run / "config.yaml").fisher_subsample == 1
+    assert main(["train", "--resume", str(run), "--set", "iterations=2", "--no-progress"]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["fisher_subsample"] == 1  # and now it says so
 
 
 def test_resuming_a_log_with_fewer_columns_keeps_one_header(tmp_path):
