@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import gymnasium
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 import envs
-from metarl.evaluation import PolicySpec
+from metarl.policy_spec import PolicySpec
 from policies import gaussian
 
 PRETRAIN_TIMESTEPS = 1_000_000
@@ -125,9 +126,8 @@ def pretrained_policy(spec: PolicySpec, seed: int, horizon: int, cache_dir: str 
             "task_in_obs": oracle}
     obs_dim = params["w0"].shape[1]
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"family": spec.family, "family_options": spec.family_options, "obs_dim": obs_dim,
-            "act_dim": spec.act_dim, "hidden_sizes": list(spec.hidden_sizes), "activation": spec.activation,
-            "action_scale": spec.action_scale, "inner_lr": spec.inner_lr, "horizon": horizon, "pretrained": info}
+    meta = {**replace(spec, obs_dim=obs_dim, horizon=horizon, task_in_obs=oracle, seed=seed).to_meta(),
+            "pretrained": info}
     gaussian.save_policy(path, params, meta)
     venv.close()
     return params, {**info, "path": str(path), "cached": False}

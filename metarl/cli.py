@@ -335,7 +335,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     print(f"video: {info['out']}  ({info['frames']} frames, {width}x{h}, {info['fps']} fps, {args.layout})")
     for k in steps:
         print(f"after {k} inner step{'s' if k != 1 else ''}: return {info['returns'][k]:.2f} over "
-              f"{info['episode_lengths'][k]} steps (mean of {args.episodes} sampled episodes: "
+              f"{info['episode_lengths'][k]} steps (mean of {info['episodes']} sampled episodes: "
               f"{info['sampled_returns'][k]:.2f})")
     return 0
 
@@ -355,8 +355,8 @@ def _add_render(subparsers) -> None:
     p.add_argument("--steps", required=True, help="comma-separated inner steps to show, e.g. 0,1,3")
     p.add_argument("--out", required=True, metavar="FILE.mp4|FILE.gif", help="the video to write")
     p.add_argument("--size", default="480x320", metavar="WxH", help="frame size (default: %(default)s)")
-    p.add_argument("--episodes", type=int, default=20,
-                   help="episodes per inner step for the adaptation (default: %(default)s)")
+    p.add_argument("--episodes", type=int,
+                   help="episodes per inner step for the adaptation (default: the policy's training episodes_per_task)")
     p.add_argument("--seed", type=int, default=0, help="seed of adaptation and initial states (default: 0)")
     p.add_argument("--horizon", type=int, help="episode length (default: the policy's training horizon)")
     p.add_argument("--layout", choices=["sequence", "side"], default="sequence",
@@ -383,7 +383,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         evaluate, source, out, family=args.family, num_tasks=args.tasks, steps=args.steps, episodes=args.episodes,
         seed=args.seed, baselines=names, horizon=args.horizon, pretrain_timesteps=args.pretrain_timesteps,
         progress=not args.no_progress)
-    print(f"{record['family']}, {record['num_tasks']} held-out tasks, horizon {record['horizon']}: "
+    print(f"{record['family']}, {record['num_tasks']} held-out tasks: horizon {record['horizon']}, "
+          f"{record['episodes']} episodes per task and step, inner lr {record['inner_lr']:g}, gamma "
+          f"{record['gamma']:g}, GAE lambda {record['gae_lambda']:g} (training values unless a flag set them); "
           "mean return after 0..{} steps (95% CI)".format(record["steps"]))
     for name, m in record["methods"].items():
         cells = "  ".join(f"{mean:8.1f} [{lo:.1f}, {hi:.1f}]" for mean, (lo, hi) in zip(m["mean"], m["ci95"],
@@ -405,7 +407,8 @@ def _add_eval(subparsers) -> None:
     p.add_argument("--family", help="the family to evaluate on (default: the policy's; must match it)")
     p.add_argument("--tasks", type=int, default=40, help="held-out tasks (default: %(default)s)")
     p.add_argument("--steps", type=int, default=3, help="inner gradient steps (default: %(default)s)")
-    p.add_argument("--episodes", type=int, default=20, help="episodes per task and step (default: %(default)s)")
+    p.add_argument("--episodes", type=int,
+                   help="episodes per task and step (default: the policy's training episodes_per_task)")
     p.add_argument("--seed", type=int, default=0, help="seed of tasks, sampling and baselines (default: 0)")
     p.add_argument("--baselines",
                    help="comma-separated: pretrained, random, oracle, or '' for none (default: all defined for "

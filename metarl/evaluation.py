@@ -7,7 +7,7 @@ for K steps. The return after k steps is the mean undiscounted episode return of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +17,9 @@ from scipy import stats
 import envs
 from metarl.adaptation import adapt, advantages
 from metarl.files import ensure_writable_dir, git_commit
+from metarl.policy_spec import PolicySpec, spec_from_meta
 from metarl.sampling import Sampler
 from policies import gaussian
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    """What a saved meta-policy needs to run and adapt: read from its ``policy.pt`` meta."""
-
-    family: str
-    family_options: dict
-    obs_dim: int
-    act_dim: int
-    hidden_sizes: list
-    activation: str
-    action_scale: float
-    inner_lr: float
-    horizon: int | None
-    task_in_obs: bool = False  # the oracle's observation: task parameters appended
 
 
 def load_meta_policy(path: str | Path, family: str | None = None) -> tuple[dict, PolicySpec]:
@@ -50,16 +35,7 @@ def load_meta_policy(path: str | Path, family: str | None = None) -> tuple[dict,
     if not path.is_file():
         raise ValueError(f"no policy at {str(path)!r} (give a run directory or a policy.pt file)")
     params, meta = gaussian.load_policy(path)
-    required = {"family", "obs_dim", "act_dim", "hidden_sizes", "activation", "inner_lr"}
-    missing = sorted(required - set(meta))
-    if missing:
-        raise ValueError(f"{str(path)!r} is not a metarl meta-policy (its metadata lacks {missing})")
-    spec = PolicySpec(
-        family=meta["family"], family_options=dict(meta.get("family_options") or {}), obs_dim=meta["obs_dim"],
-        act_dim=meta["act_dim"], hidden_sizes=list(meta["hidden_sizes"]), activation=meta["activation"],
-        action_scale=float(meta.get("action_scale", 1.0)), inner_lr=float(meta["inner_lr"]),
-        horizon=meta.get("horizon"),
-    )
+    spec = spec_from_meta(meta, str(path))
     if family is not None and family != spec.family:
         fam = envs.get_family(family)  # a ValueError for an unknown name
         probe = envs.make(fam.name, 1)
@@ -125,7 +101,7 @@ def default_baselines(family: str) -> tuple[str, ...]:
 
 
 def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, num_tasks: int = 40,
-             steps: int = 3, episodes: int = 20, seed: int = 0, baselines=None, horizon: int | None = None,
+             steps: int = 3, episodes: int | None = None, seed: int = 0, baselines=None, horizon: int | None = None,
              pretrain_timesteps: int | None = None, cache_dir: str | Path | None = None,
              progress: bool = True) -> dict:
     """Evaluate a meta-policy and baselines on held-out tasks; write adaptation.{json,csv,png}.
@@ -136,7 +112,8 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
         family: expected family (default: the policy's); a policy of another family is an error.
         num_tasks: held-out tasks, ``envs.task_split(family, "test", num_tasks, seed)``.
         steps: K inner steps (returns after 0..K are reported).
-        episodes: episodes per task per step.
+        episodes: episodes per task per step (default: the policy's training ``episodes_per_task``; the
+            inner advantages always use its training gamma and GAE lambda).
         seed: seeds the test tasks, the sampling and the baselines.
         baselines: any of :data:`BASELINES` (default: those defined for the family). The oracle
             is evaluated once, unadapted (it observes the task).
@@ -159,9 +136,10 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; available: {', '.join(BASELINES)}")
     for name, value, low in (("tasks", num_tasks, 2), ("steps", steps, 0), ("episodes", episodes, 1)):
-        if not isinstance(value, int) or value < low:
+        if value is not None and (not isinstance(value, int) or value < low):
             raise ValueError(f"--{name} must be an integer >= {low}, got {value!r}")
     params, spec = load_meta_policy(path, family)
+    episodes = spec.episodes_per_task if episodes is None else episodes
     baselines = default_baselines(spec.family) if baselines is None else tuple(baselines)
     if "oracle" in baselines and envs.get_family(spec.family).dynamics:
         raise ValueError(f"no oracle baseline for {spec.family}: the oracle is defined for reward tasks only")
@@ -190,14 +168,16 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
         # The oracle is told the task, so it is not adapted: one value, drawn as a level line, as in
         # the MAML paper.
         k_max = 0 if name == "oracle" else steps
-        returns, _ = adaptation_returns(p, specs[name], tasks, k_max, episodes, seed, horizon)
+        returns, _ = adaptation_returns(p, specs[name], tasks, k_max, episodes, seed, horizon, gamma=spec.gamma,
+                                        gae_lambda=spec.gae_lambda)
         summary = [mean_ci(returns[k]) for k in range(k_max + 1)]
         methods[name] = {"mean": [s[0] for s in summary], "ci95": [[s[1], s[2]] for s in summary],
                          "per_task": returns.tolist(), "adapted": name != "oracle", "source": info}
     config_path = Path(path) / "config.yaml" if Path(path).is_dir() else Path(path).parent / "config.yaml"
     record = {
         "family": spec.family, "family_options": spec.family_options, "steps": steps, "num_tasks": num_tasks,
-        "episodes": episodes, "horizon": horizon, "seed": seed, "inner_lr": spec.inner_lr,
+        "episodes": episodes, "horizon": horizon, "seed": seed, "inner_lr": spec.inner_lr, "gamma": spec.gamma,
+        "gae_lambda": spec.gae_lambda, "training": spec.to_meta(),
         "tasks": tasks, "policy": str(path),
         "config": config_path.read_text() if config_path.is_file() else None,
         "commit": git_commit(), "wall_clock_s": time.perf_counter() - t_start,

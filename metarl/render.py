@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 import envs
-from metarl.evaluation import PolicySpec, adaptation_returns, load_meta_policy
+from metarl.evaluation import adaptation_returns, load_meta_policy
+from metarl.policy_spec import PolicySpec
 from policies import gaussian
 
 FORMATS = (".mp4", ".gif")
@@ -210,7 +211,7 @@ class _Writer:
 
 
 def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out: str | os.PathLike,
-                      size: tuple[int, int] = (480, 320), episodes: int = 20, seed: int = 0,
+                      size: tuple[int, int] = (480, 320), episodes: int | None = None, seed: int = 0,
                       horizon: int | None = None, layout: str = "sequence", progress: bool = True,
                       family: str | None = None) -> dict:
     """Render the meta-policy at ``path`` after each of ``steps`` inner steps on ``task`` into ``out``.
@@ -221,7 +222,8 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
         steps: inner steps to show (sorted, repeats dropped), e.g. ``[0, 1, 3]``.
         out: the video, ``.mp4`` (H.264 at the env's frame rate) or ``.gif``; written atomically.
         size: ``(width, height)`` of one episode's frames.
-        episodes: episodes sampled per inner step to adapt the policy.
+        episodes: episodes sampled per inner step to adapt the policy (default: its training
+            ``episodes_per_task``; the advantages use its training gamma and GAE lambda).
         seed: seeds the adaptation's sampler and the initial state of every rendered episode.
         horizon: episode length (default: the policy's training horizon, else the family's).
         layout: ``"sequence"`` (episodes one after another) or ``"side"`` (side by side, same time).
@@ -230,7 +232,7 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
 
     Returns:
         ``{"out": str, "frames": n, "returns": {k: float}, "episode_lengths": {k: int}, "fps": int,
-        "sampled_returns": {k: float}}``; ``sampled_returns`` is the mean return of the ``episodes``
+        "sampled_returns": {k: float}, "episodes": E}``; ``sampled_returns`` is the mean return of the E
         stochastic episodes of step k.
 
     Raises:
@@ -244,7 +246,8 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
     out = check_out(out)
     steps = check_steps(steps)
     size = check_size(size)
-    episodes = _check_positive("episodes", episodes)
+    if episodes is not None:
+        episodes = _check_positive("episodes", episodes)
     if horizon is not None:
         horizon = _check_positive("horizon", horizon)
     if layout not in LAYOUTS:
@@ -259,8 +262,10 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
     envs.validate_task(spec.family, task, **spec.family_options)
     task = dict(task)
     horizon = horizon if horizon is not None else spec.horizon
+    episodes = spec.episodes_per_task if episodes is None else episodes
 
-    sampled, params_per_step = adaptation_returns(params, spec, [task], max(steps), episodes, int(seed), horizon)
+    sampled, params_per_step = adaptation_returns(params, spec, [task], max(steps), episodes, int(seed), horizon,
+                                                  gamma=spec.gamma, gae_lambda=spec.gae_lambda)
     caption = _Captioner(*size)
     task_text = format_task(task)
     runs = [_Episode(spec, task, params_per_step[k], k, horizon, int(seed), size, caption, task_text) for k in steps]
@@ -300,5 +305,5 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
         "returns": {k: run.ret for k, run in zip(steps, runs, strict=True)},
         "episode_lengths": {k: run.length for k, run in zip(steps, runs, strict=True)},
         "fps": fps,
-        "sampled_returns": {k: float(sampled[k, 0]) for k in steps},
+        "sampled_returns": {k: float(sampled[k, 0]) for k in steps}, "episodes": episodes,
     }

@@ -27,6 +27,7 @@ import envs
 from metarl import algos, config
 from metarl.adaptation import adapt, advantages
 from metarl.files import ensure_writable_dir, git_commit
+from metarl.policy_spec import spec_from_config
 from metarl.sampling import Sampler
 from policies import gaussian
 
@@ -58,14 +59,6 @@ def _atomic_save(obj, path: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def policy_meta(cfg: config.Config, obs_dim: int, act_dim: int) -> dict:
-    return {
-        "family": cfg.family, "family_options": dict(cfg.family_options), "obs_dim": obs_dim,
-        "act_dim": act_dim, "hidden_sizes": list(cfg.hidden_sizes), "activation": cfg.activation,
-        "action_scale": cfg.action_scale, "inner_lr": cfg.inner_lr, "horizon": cfg.horizon,
-    }
 
 
 class Trainer:
@@ -164,8 +157,8 @@ class Trainer:
         each atomically (temporary file, fsync, rename): a crash leaves the previous files intact."""
         state = self.state() if state is None else state
         _atomic_save(state, self.out / "checkpoint.pt")
-        meta = policy_meta(self.cfg, self.sampler.obs_dim, self.sampler.act_dim)
-        gaussian.save_policy(self.out / "policy.pt", state["params"], meta)
+        spec = spec_from_config(self.cfg, self.sampler.obs_dim, self.sampler.act_dim)
+        gaussian.save_policy(self.out / "policy.pt", state["params"], spec.to_meta())
 
     # --- one meta-iteration -------------------------------------------------------------------------
 

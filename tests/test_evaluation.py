@@ -9,8 +9,8 @@ import torch
 import envs
 from metarl import baselines, config
 from metarl.evaluation import adaptation_returns, evaluate, load_meta_policy, mean_ci
+from metarl.policy_spec import spec_from_config
 from metarl.sampling import Sampler
-from metarl.trainer import policy_meta
 from policies import gaussian
 
 
@@ -20,7 +20,7 @@ def _tiny_policy(tmp_path, family="HalfCheetahVel", horizon=10, seed=0):
     obs_dim, act_dim = vec.single_observation_space.shape[0], vec.single_action_space.shape[0]
     params = gaussian.init_params(obs_dim, act_dim, (16,), generator=torch.Generator().manual_seed(seed))
     path = tmp_path / f"{family}.pt"
-    gaussian.save_policy(path, params, policy_meta(cfg, obs_dim, act_dim))
+    gaussian.save_policy(path, params, spec_from_config(cfg, obs_dim, act_dim).to_meta())
     return path
 
 
@@ -170,3 +170,49 @@ def test_no_oracle_for_dynamics_families(tmp_path):
 
     assert default_baselines("HopperRandParams") == ("pretrained", "random")
     assert default_baselines("AntGoal") == ("pretrained", "random", "oracle")
+
+
+def test_eval_defaults_to_the_training_protocol_and_says_so(tmp_path, capsys):
+    from metarl.cli import main
+
+    cfg = config.from_dict({"family": "HalfCheetahVel", "horizon": 10, "hidden_sizes": [16], "action_scale": 0.1,
+                            "episodes_per_task": 3, "gamma": 0.9, "gae_lambda": 0.95, "seed": 7})
+    params = gaussian.init_params(17, 6, (16,), generator=torch.Generator().manual_seed(0))
+    path = tmp_path / "p.pt"
+    gaussian.save_policy(path, params, spec_from_config(cfg, 17, 6).to_meta())
+    out = tmp_path / "ev"
+    assert main(["eval", str(path), "--tasks", "2", "--steps", "1", "--baselines", "", "--out", str(out),
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 episodes per task and step" in printed and "gamma 0.9," in printed and "lambda 0.95" in printed
+    record = json.loads((out / "adaptation.json").read_text())
+    assert (record["episodes"], record["gamma"], record["gae_lambda"]) == (3, 0.9, 0.95)
+    assert record["training"]["seed"] == 7 and record["training"]["episodes_per_task"] == 3
+    # the adaptation really used the training discount: the same call with another gamma differs
+    _, spec = load_meta_policy(path)
+    tasks = record["tasks"]
+    same, _ = adaptation_returns(params, spec, tasks, 1, 3, 0, 10, gamma=0.9, gae_lambda=0.95)
+    other, _ = adaptation_returns(params, spec, tasks, 1, 3, 0, 10, gamma=0.99, gae_lambda=1.0)
+    np.testing.assert_allclose(record["methods"]["maml"]["per_task"], same)
+    assert not np.allclose(same[1], other[1])
+    # a flag overrides the training value
+    assert main(["eval", str(path), "--tasks", "2", "--steps", "0", "--episodes", "2", "--baselines", "",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "adaptation.json").read_text())["episodes"] == 2
+
+
+def test_a_policy_from_an_older_metarl_loads_with_a_warning(tmp_path):
+    # what metarl wrote before the protocol was recorded
+    old_meta = {"family": "HalfCheetahVel", "family_options": {}, "obs_dim": 17, "act_dim": 6, "hidden_sizes": [16],
+                "activation": "tanh", "action_scale": 0.1, "inner_lr": 0.1, "horizon": 200}
+    path = tmp_path / "old.pt"
+    gaussian.save_policy(path, gaussian.init_params(17, 6, (16,)), old_meta)
+    with pytest.warns(UserWarning, match=r"episodes_per_task.*gae_lambda.*gamma.*inner_steps.*seed"):
+        _, spec = load_meta_policy(path)
+    assert (spec.episodes_per_task, spec.gamma, spec.gae_lambda, spec.inner_steps) == (20, 0.99, 1.0, 1)
+    assert spec.seed is None
+    assert (spec.horizon, spec.action_scale) == (200, 0.1)
+    no_lr = {k: v for k, v in old_meta.items() if k != "inner_lr"}
+    gaussian.save_policy(path, gaussian.init_params(17, 6, (16,)), no_lr)
+    with pytest.raises(ValueError, match=r"lacks \['inner_lr'\]"):
+        load_meta_policy(path)

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from metarl import config
 from metarl.cli import main
+from metarl.policy_spec import spec_from_config
 from metarl.render import _Captioner, render_adaptation
 from policies import gaussian
 
@@ -14,9 +16,9 @@ SIZE = (64, 48)
 
 
 def _meta(family, obs_dim, act_dim):
-    # the keys of metarl.trainer.policy_meta
-    return {"family": family, "family_options": {}, "obs_dim": obs_dim, "act_dim": act_dim, "hidden_sizes": [8],
-            "activation": "tanh", "action_scale": 1.0, "inner_lr": 0.1, "horizon": HORIZON}
+    # the metadata metarl train writes (metarl.policy_spec)
+    cfg = config.from_dict({"family": family, "horizon": HORIZON, "hidden_sizes": [8]})
+    return spec_from_config(cfg, obs_dim, act_dim).to_meta()
 
 
 @pytest.fixture(scope="module")
