@@ -200,14 +200,15 @@ def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: b
     shs = 0.5 * (direction @ f_direction)
     timings["fisher"], clock = time.perf_counter() - clock, time.perf_counter()
     timings["fisher_products"] = fisher_vector.count
-    del fisher_vector, adapted, mean, log_std  # free the graphs before the line search
+    loss_before = float(loss.detach())
+    del fisher_vector, adapted, mean, log_std, loss  # free the graphs before the line search
 
     def evaluate(candidate):
         with torch.no_grad():
             return _outputs_to_loss_kl(*outer_policy(candidate, batch, **hyper), old, batch)
 
     start = {k: v.detach() for k, v in theta.items()}
-    result = _line_search(start, direction.detach(), shs.detach(), float(loss.detach()), evaluate, max_kl,
+    result = _line_search(start, direction.detach(), shs.detach(), loss_before, evaluate, max_kl,
                           ls_max_steps, ls_backtrack_ratio)
     timings["line_search"] = time.perf_counter() - clock
     return result

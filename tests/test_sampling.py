@@ -96,3 +96,22 @@ def test_a_shard_gives_the_same_episodes_as_the_whole_batch_when_episodes_end_ea
             params, tasks[i:i + 2], [i, i + 1], reset_seed, noise_seed, deterministic) for i in (0, 2)]
         for name, x, *ys in zip(full._fields, full, *parts, strict=True):
             assert torch.equal(x, torch.cat(ys)), name
+
+
+def test_shards_of_a_realistic_policy_give_the_same_episodes_as_the_whole():
+    # 64x64 layers over 4 episodes per task reach the library matrix products (small ones do not), and
+    # a one-task shard takes another code path than a batch of several tasks
+    tasks = envs.task_split("HalfCheetahVel", "train", 5, seed=3)
+    params = gaussian.init_params(17, 6, (64, 64), generator=torch.Generator().manual_seed(1))
+    per_task = {k: v + 0.01 * torch.randn((5, *v.shape), generator=torch.Generator().manual_seed(2))
+                for k, v in params.items()}  # adapted parameters, one set per task
+    whole = Sampler("HalfCheetahVel", 5, 4, horizon=20, seed=0, action_scale=0.1)
+    reset_seed, noise_seed = whole.next_seeds()
+    full = whole.sample_seeded(per_task, tasks, range(5), reset_seed, noise_seed)
+    parts = []
+    for a, b in ((0, 1), (1, 3), (3, 5)):
+        shard = Sampler("HalfCheetahVel", b - a, 4, horizon=20, action_scale=0.1)
+        parts.append(shard.sample_seeded({k: v[a:b] for k, v in per_task.items()}, tasks[a:b], range(a, b),
+                                         reset_seed, noise_seed))
+    for name, x, *ys in zip(full._fields, full, *parts, strict=True):
+        assert torch.equal(x, torch.cat(ys)), name

@@ -73,6 +73,22 @@ def test_a_run_from_before_fisher_subsample_resumes_with_exact_products(tmp_path
     assert yaml.safe_load((run / "config.yaml").read_text())["fisher_subsample"] == 1  # and now it says so
 
 
+def test_training_takes_its_fisher_subsample_from_the_config(tmp_path, monkeypatch):
+    from metarl import algos
+
+    seen = []
+    real = algos.trpo_step
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["fisher_subsample"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(algos, "trpo_step", spy)
+    main(_tiny(tmp_path / "k3", "--set", "iterations=1", "--set", "fisher_subsample=3"))
+    main(_tiny(tmp_path / "default", "--set", "iterations=1"))
+    assert seen == [3, 5]
+
+
 def test_resuming_a_log_with_fewer_columns_keeps_one_header(tmp_path):
     # A run logged by an older metarl (no sampler_restarts column) and resumed now.
     from metarl.trainer import CSV_FIELDS
