@@ -111,7 +111,8 @@ def _add_bench(subparsers) -> None:
     p.add_argument("--tasks", type=int, default=40, help="tasks (default: %(default)s)")
     p.add_argument("--episodes", type=int, default=20, help="episodes per task (default: %(default)s)")
     p.add_argument("--horizon", type=int, default=100, help="steps per episode (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=2, help="Ray actors, one CPU each (default: %(default)s)")
+    p.add_argument("--num-workers", "--workers", dest="workers", type=int, default=2,
+                   help="Ray actors, one CPU each, as train's --num-workers (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="timings, median reported (default: %(default)s)")
     p.add_argument("--ray-address", help="a running Ray cluster (default: start a local Ray instance)")
     p.add_argument("--out", default="benchmarks/results", help="directory of the JSON record")
@@ -377,8 +378,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     # None: every baseline defined for the family; evaluate() refuses unknown names
     names = None if args.baselines is None else [b.strip() for b in args.baselines.split(",") if b.strip()]
+    from metarl.demo import SHIPPED
+
     source = Path(args.policy)
-    out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / f"eval-seed{args.seed}"
+    if args.out:
+        out = Path(args.out)
+    elif source.is_file() and source.resolve().parent == SHIPPED.resolve():
+        out = Path("runs") / f"eval-{source.stem}-seed{args.seed}"  # not into the installed package
+    else:
+        out = (source if source.is_dir() else source.parent) / f"eval-seed{args.seed}"
     record = _usage_errors(
         evaluate, source, out, family=args.family, num_tasks=args.tasks, steps=args.steps, episodes=args.episodes,
         seed=args.seed, baselines=names, horizon=args.horizon, pretrain_timesteps=args.pretrain_timesteps,
@@ -416,7 +424,8 @@ def _add_eval(subparsers) -> None:
     p.add_argument("--horizon", type=int, help="episode length (default: the policy's training horizon)")
     p.add_argument("--pretrain-timesteps", type=int,
                    help="PPO steps of the pretrained and oracle baselines (default 1000000)")
-    p.add_argument("--out", help="output directory (default: RUN_DIR/eval-seed<seed>)")
+    p.add_argument("--out", help="output directory (default: RUN_DIR/eval-seed<seed>, or runs/eval-<family>-seed<seed> "
+                   "for a shipped policy)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
 

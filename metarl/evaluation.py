@@ -135,8 +135,12 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
     unknown = sorted(set(baselines or ()) - set(BASELINES))
     if unknown:
         raise ValueError(f"unknown baseline(s) {unknown}; available: {', '.join(BASELINES)}")
-    for name, value, low in (("tasks", num_tasks, 2), ("steps", steps, 0), ("episodes", episodes, 1)):
-        if value is not None and (not isinstance(value, int) or value < low):
+    # every flag before anything is loaded, trained or written (None: the training value or default)
+    for name, value, low in (("tasks", num_tasks, 2), ("steps", steps, 0), ("episodes", episodes, 1),
+                             ("horizon", horizon, 1), ("pretrain-timesteps", pretrain_timesteps, 1),
+                             ("seed", seed, 0)):
+        if (value is None and name not in ("episodes", "horizon", "pretrain-timesteps")) or (
+                value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low)):
             raise ValueError(f"--{name} must be an integer >= {low}, got {value!r}")
     params, spec = load_meta_policy(path, family)
     episodes = spec.episodes_per_task if episodes is None else episodes

@@ -252,8 +252,8 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
         horizon = _check_positive("horizon", horizon)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     params, spec = load_meta_policy(path, family)
     if envs.get_family(spec.family).body is None:
         raise ValueError(f"rendering needs a MuJoCo family; {str(path)!r} is a {spec.family} policy")

@@ -40,3 +40,20 @@ def test_demo_writes_plot_and_video(tmp_path):
     assert (tmp_path / "demo" / "adaptation.png").is_file()
     assert result["video"].endswith("adaptation.mp4") and (tmp_path / "demo" / "adaptation.mp4").stat().st_size > 0
     assert set(result["eval"]["methods"]) == {"maml", "random"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tasks", "1"], "--tasks must be an integer >= 2, got 1"),
+    (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
+    (["--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
+    (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    (["--tasks", "many"], "invalid int value"),
+])
+def test_demo_bad_input_exits_2_and_writes_nothing(argv, message, tmp_path, capsys):
+    from metarl.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--out", str(tmp_path / "demo"), "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("metarl: error: ") and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "demo").exists()

@@ -115,6 +115,10 @@ def test_eval_cli_outputs_and_errors(tmp_path, capsys):
         ([str(path), "--family", "AntDir"], "not AntDir"),
         ([str(path), "--baselines", "oracle,bogus"], "unknown baseline"),
         ([str(path), "--tasks", "1"], "--tasks must be an integer >= 2"),
+        ([str(path), "--horizon", "0"], "--horizon must be an integer >= 1, got 0"),
+        ([str(path), "--pretrain-timesteps", "-5"], "--pretrain-timesteps must be an integer >= 1, got -5"),
+        ([str(path), "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+        ([str(path), "--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
         ([str(tmp_path / "missing.pt")], "no policy"),
         ([str(path), "--out", str(path / "sub")], "cannot write to output directory"),
     ]:
@@ -216,3 +220,15 @@ def test_a_policy_from_an_older_metarl_loads_with_a_warning(tmp_path):
     gaussian.save_policy(path, gaussian.init_params(17, 6, (16,)), no_lr)
     with pytest.raises(ValueError, match=r"lacks \['inner_lr'\]"):
         load_meta_policy(path)
+
+
+def test_a_shipped_policy_is_evaluated_outside_the_package_by_default(tmp_path, monkeypatch):
+    from metarl.cli import main
+    from metarl.demo import SHIPPED
+
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in SHIPPED.iterdir())
+    assert main(["eval", str(SHIPPED / "HalfCheetahVel.pt"), "--tasks", "2", "--steps", "0", "--episodes", "1",
+                 "--horizon", "5", "--baselines", "", "--no-progress"]) == 0
+    assert (tmp_path / "runs" / "eval-HalfCheetahVel-seed0" / "adaptation.json").is_file()
+    assert sorted(p.name for p in SHIPPED.iterdir()) == before
