@@ -365,24 +365,32 @@ def first_order_policy_step(params: dict, batch: MetaBatch, optimizer: torch.opt
     (ProMP's inner-step KL penalty; 0 disables it).
 
     Returns:
-        stats: ``loss_before``, ``loss_after``, ``kl`` (outer, last epoch), ``inner_kl`` (last epoch).
+        stats: ``loss_before`` (the outer loss at the starting parameters), ``loss_after``, ``kl``
+        (outer KL from the starting adapted policies) and ``inner_kl`` (pre-update KL from the
+        starting policy), the last three at the parameters the step ends at; ``accepted`` is True
+        (these learners always keep their step; the trainer rejects non-finite ones).
     """
     hyper = {"inner_lr": inner_lr, "first_order": first_order, "activation": activation}
     first = batch.inner[0]
-    with torch.no_grad():
-        pre_mean, pre_log_std = gaussian.forward(params, first.obs, activation)
+    with torch.no_grad():  # copies: forward returns the log_std parameter itself, which the optimiser moves
+        pre_mean, pre_log_std = (x.clone() for x in gaussian.forward(params, first.obs, activation))
+
+    def inner_kl_of(p):
+        mean, log_std = gaussian.forward(p, first.obs, activation)
+        return task_mean(gaussian.kl_divergence(pre_mean, pre_log_std, mean, log_std), first.mask)
+
     old, stats = None, {}
     for epoch in range(epochs):
-        loss, kl, old = surrogate_and_kl(params, batch, old, clip=clip, **hyper)
-        mean, log_std = gaussian.forward(params, first.obs, activation)
-        inner_kl = task_mean(gaussian.kl_divergence(pre_mean, pre_log_std, mean, log_std), first.mask)
-        total = loss + inner_kl_penalty * inner_kl
+        loss, _, old = surrogate_and_kl(params, batch, old, clip=clip, **hyper)
+        total = loss + inner_kl_penalty * inner_kl_of(params)
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
         if epoch == 0:
             stats["loss_before"] = float(loss.detach())
-        stats.update(loss_after=float(loss.detach()), kl=float(kl.detach()), inner_kl=float(inner_kl.detach()))
+    with torch.no_grad():
+        loss, kl, _ = surrogate_and_kl(params, batch, old, clip=clip, **hyper)
+        stats.update(loss_after=float(loss), kl=float(kl), inner_kl=float(inner_kl_of(params)), accepted=True)
     return stats
 
 

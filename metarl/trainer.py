@@ -209,7 +209,6 @@ class Trainer:
             self.params, batch, self.optimizer, **hyper, epochs=cfg.ppo_epochs if ppo else 1,
             clip=cfg.ppo_clip if ppo else None, inner_kl_penalty=self.penalty,
         )
-        stats["accepted"] = True
         if ppo:
             self.penalty = algos.adapt_penalty(self.penalty, stats["inner_kl"], cfg.inner_kl_target)
         return stats

@@ -1,5 +1,6 @@
 """Vectorised adaptation against a per-task loop; meta-gradients against finite differences."""
 
+import pytest
 import torch
 
 from metarl import algos
@@ -205,3 +206,80 @@ def test_subsampled_fisher_still_takes_a_bounded_improving_step():
             assert cos > (1 - 1e-5 if subsample == 1 else 0)  # the same step, or a different metric's descent
             assert timings["fisher_products"] == 10
             assert min(timings[key] for key in ("gradient", "fisher", "line_search")) > 0
+
+
+def test_ppo_clipped_objective_matches_its_formula_and_stops_the_gradient_where_clipped():
+    # four steps: ratio above and below the range, with positive and negative advantages
+    T, E, H = 1, 1, 4
+    actions = torch.zeros(T, E, H, 1)
+    log_std = torch.zeros(T, 1, 1, 1)
+    ratios = torch.tensor([1.5, 0.5, 1.5, 0.5])
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0]).view(T, E, H)
+    # the new policy (mean 0) against old log-probabilities chosen so that new / old = ratios
+    old_logp = gaussian.log_prob(torch.zeros(T, E, H, 1), log_std, actions) - torch.log(ratios).view(T, E, H)
+    mean = torch.zeros(T, E, H, 1, requires_grad=True)
+    old = algos.OldPolicy(torch.zeros(T, E, H, 1), log_std, old_logp)
+    episodes = Episodes(torch.zeros(T, E, H, 2), actions, torch.zeros(T, E, H), torch.ones(T, E, H),
+                        torch.zeros(T, E, H, dtype=torch.bool), torch.zeros(T, E, H, dtype=torch.bool))
+    batch = algos.MetaBatch([], [], episodes, adv)
+    clip = 0.2
+    loss, _ = algos._outputs_to_loss_kl(mean, log_std, old, batch, clip)
+    r = ratios.view(T, E, H)
+    expected = -torch.minimum(r * adv, r.clamp(1 - clip, 1 + clip) * adv).mean()
+    torch.testing.assert_close(loss, expected)
+    (grad,) = torch.autograd.grad(loss, mean)
+    # clipped terms (ratio 1.5 with A > 0, ratio 0.5 with A < 0) give no gradient; the others do
+    assert grad[0, 0, 0].abs().sum() == 0 and grad[0, 0, 3].abs().sum() == 0
+    unclipped, _ = algos._outputs_to_loss_kl(mean, log_std, old, batch, None)
+    torch.testing.assert_close(unclipped, -(r * adv).mean())
+
+
+def _ppo_batch(seed):
+    inner, inner_adv = _episodes(T=3, E=2, H=6, seed=seed)
+    outer, outer_adv = _episodes(T=3, E=2, H=6, seed=seed + 1)
+    return algos.MetaBatch([inner], [inner_adv], outer, outer_adv)
+
+
+def test_first_order_learner_statistics_are_those_of_the_returned_parameters():
+    batch = _ppo_batch(20)
+    hyper = dict(inner_lr=0.1, first_order=False, activation="tanh")
+    for clip, epochs in ((None, 1), (0.3, 5)):
+        params = {k: v.requires_grad_() for k, v in _params().items()}
+        start = {k: v.detach().clone() for k, v in params.items()}
+        opt = torch.optim.Adam(list(params.values()), lr=1e-2)
+        stats = algos.first_order_policy_step(params, batch, opt, **hyper, epochs=epochs, clip=clip,
+                                              inner_kl_penalty=0.0)
+        _, _, old = algos.surrogate_and_kl(start, batch, None, clip=clip, **hyper)
+        with torch.no_grad():
+            loss, kl, _ = algos.surrogate_and_kl(params, batch, old, clip=clip, **hyper)
+            before, _, _ = algos.surrogate_and_kl(start, batch, old, clip=clip, **hyper)
+        assert stats["loss_after"] == pytest.approx(float(loss), rel=1e-5)
+        assert stats["loss_before"] == pytest.approx(float(before), rel=1e-5)
+        assert stats["kl"] == pytest.approx(float(kl), rel=1e-4) and stats["kl"] > 0
+        assert stats["loss_after"] < stats["loss_before"]  # the step improved its own objective
+
+
+def test_inner_kl_penalty_holds_the_pre_update_policy_back():
+    batch = _ppo_batch(30)
+    hyper = dict(inner_lr=0.1, first_order=False, activation="tanh", epochs=5, clip=0.3)
+    inner_kls = {}
+    for penalty in (0.0, 100.0):
+        params = {k: v.requires_grad_() for k, v in _params().items()}
+        start = {k: v.detach().clone() for k, v in params.items()}
+        opt = torch.optim.Adam(list(params.values()), lr=1e-2)
+        stats = algos.first_order_policy_step(params, batch, opt, **hyper, inner_kl_penalty=penalty)
+        with torch.no_grad():  # independently: KL between the starting and the final pre-update policies
+            m0, s0 = gaussian.forward(start, batch.inner[0].obs)
+            m1, s1 = gaussian.forward(params, batch.inner[0].obs)
+            kl = algos.task_mean(gaussian.kl_divergence(m0, s0, m1, s1), batch.inner[0].mask)
+        assert stats["inner_kl"] == pytest.approx(float(kl), rel=1e-4)
+        inner_kls[penalty] = stats["inner_kl"]
+    assert inner_kls[100.0] < 0.5 * inner_kls[0.0]
+
+
+def test_inner_kl_penalty_adapts_by_prompts_rule():
+    target = 0.01
+    assert algos.adapt_penalty(1.0, target / 1.5 - 1e-9, target) == 0.5  # well below: halve
+    assert algos.adapt_penalty(1.0, target * 1.5 + 1e-9, target) == 2.0  # well above: double
+    for inside in (target / 1.5, target, target * 1.5):
+        assert algos.adapt_penalty(1.0, inside, target) == 1.0

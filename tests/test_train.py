@@ -89,6 +89,20 @@ def test_training_takes_its_fisher_subsample_from_the_config(tmp_path, monkeypat
     assert seen == [3, 5]
 
 
+def test_ppo_penalty_follows_the_inner_kl_it_measured(tmp_path, monkeypatch):
+    from metarl import algos
+
+    inner_kls = iter([1.0, 1.0, 0.0])  # far above the target twice, then far below
+
+    def fake_step(params, batch, optimizer, **kwargs):
+        return {"loss_before": 0.0, "loss_after": 0.0, "kl": 0.0, "inner_kl": next(inner_kls), "accepted": True}
+
+    monkeypatch.setattr(algos, "first_order_policy_step", fake_step)
+    main(_tiny(tmp_path / "ppo", "--set", "iterations=3", "--set", "algo=ppo"))
+    penalties = [float(r["inner_kl_penalty"]) for r in _rows(tmp_path / "ppo")]
+    assert penalties == pytest.approx([1e-3, 2e-3, 1e-3])  # from 5e-4: doubled, doubled, halved
+
+
 def test_resuming_a_log_with_fewer_columns_keeps_one_header(tmp_path):
     # A run logged by an older metarl (no sampler_restarts column) and resumed now.
     from metarl.trainer import CSV_FIELDS
