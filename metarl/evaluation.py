@@ -16,7 +16,7 @@ from scipy import stats
 
 import envs
 from metarl.adaptation import adapt, advantages
-from metarl.files import ensure_writable_dir, git_commit
+from metarl.files import atomic_write, ensure_writable_dir, git_commit
 from metarl.policy_spec import PolicySpec, spec_from_meta
 from metarl.sampling import Sampler
 from policies import gaussian
@@ -194,12 +194,6 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
 def _write_outputs(record: dict, out: Path) -> None:
     import csv
     import json
-    import os
-
-    def atomic_write(path: Path, write):
-        tmp = path.with_name(path.name + ".tmp")
-        write(tmp)
-        os.replace(tmp, path)
 
     atomic_write(out / "adaptation.json", lambda p: p.write_text(json.dumps(record, indent=1)))
 

@@ -23,6 +23,7 @@ import torch
 
 import envs
 from metarl.evaluation import adaptation_returns, load_meta_policy
+from metarl.files import atomic_write
 from metarl.policy_spec import PolicySpec
 from policies import gaussian
 
@@ -278,10 +279,11 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
         frames = _side_by_side(runs)
         expected = per_episode
 
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix.lower())
-    os.close(fd)
-    try:
-        writer = _Writer(tmp, out.suffix.lower(), fps)
+    written = []
+
+    def write(tmp):
+        writer = _Writer(str(tmp), out.suffix.lower(), fps)
+        written.append(writer)
         with tqdm(total=expected, unit="frame", desc=f"render {out.name}", disable=not progress) as bar:
             try:
                 for frame in frames:
@@ -291,14 +293,9 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
                 writer.close()
             bar.total = bar.n
             bar.refresh()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the video gets the usual mode
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(out, write)
+    writer = written[0]
     return {
         "out": str(out),
         "frames": writer.count,

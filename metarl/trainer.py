@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import csv
 import math
-import os
 import signal
 import threading
 import time
@@ -26,7 +25,7 @@ import torch
 import envs
 from metarl import algos, config
 from metarl.adaptation import adapt, advantages
-from metarl.files import ensure_writable_dir, git_commit
+from metarl.files import atomic_write, ensure_writable_dir, git_commit
 from metarl.policy_spec import spec_from_config
 from metarl.sampling import Sampler
 from policies import gaussian
@@ -50,15 +49,6 @@ class Interrupted(Exception):
 
 class NonFiniteError(Exception):
     """Too many consecutive outer steps produced non-finite values; a checkpoint was written."""
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -156,7 +146,7 @@ class Trainer:
         """Write ``state`` (default: the current one) to checkpoint.pt and its weights to policy.pt,
         each atomically (temporary file, fsync, rename): a crash leaves the previous files intact."""
         state = self.state() if state is None else state
-        _atomic_save(state, self.out / "checkpoint.pt")
+        atomic_write(self.out / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
         spec = spec_from_config(self.cfg, self.sampler.obs_dim, self.sampler.act_dim)
         gaussian.save_policy(self.out / "policy.pt", state["params"], spec.to_meta())
 
@@ -329,12 +319,13 @@ class Trainer:
             header = reader.fieldnames
         kept = [r for r in rows if int(r["iteration"]) <= self.iteration]
         if len(kept) != len(rows) or header != CSV_FIELDS:
-            tmp = csv_path.with_name(csv_path.name + ".tmp")
-            with open(tmp, "w", newline="") as f:
-                log = csv.DictWriter(f, fieldnames=CSV_FIELDS, restval="", extrasaction="ignore")
-                log.writeheader()
-                log.writerows(kept)
-            os.replace(tmp, csv_path)
+            def write(tmp):
+                with open(tmp, "w", newline="") as f:
+                    log = csv.DictWriter(f, fieldnames=CSV_FIELDS, restval="", extrasaction="ignore")
+                    log.writeheader()
+                    log.writerows(kept)
+
+            atomic_write(csv_path, write)
 
     @staticmethod
     def _tensorboard(writer, row: dict) -> None:

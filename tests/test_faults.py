@@ -130,3 +130,20 @@ def test_crafted_checkpoint_is_refused_without_running_code(tmp_path, monkeypatc
     assert e.value.code == 2
     assert "loads safely" in capsys.readouterr().err
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from metarl.files import atomic_write
+
+    path = tmp_path / "record.json"
+    atomic_write(path, lambda tmp: tmp.write_text("first"))
+    assert path.read_text() == "first"
+
+    def half_then_fail(tmp):
+        tmp.write_text("partial")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(path, half_then_fail)
+    assert path.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["record.json"]  # no temporary file left behind
