@@ -3,12 +3,13 @@
     metarl train CONFIG [--set key=value ...] [--seed N] [--out DIR] [--resume DIR] [--device cpu|cuda]
                  [--sampler local|ray] [--num-workers N] [--cpus-per-worker C] [--ray-address ADDR]
     metarl bench update [--tasks 40] [--episodes 20] [--horizon 100] [--repeats 3] [--quick]
-    metarl bench ray [--tasks 40] [--episodes 20] [--horizon 100] [--workers 2] [--repeats 3] [--quick]
+    metarl bench ray [--tasks 40] [--episodes 20] [--horizon 100] [--num-workers 2] [--repeats 3] [--quick]
     metarl bench envs [--families HalfCheetahVel,AntDir] [--tasks 40] [--episodes 20] [--horizon 100]
                       [--repeats 3] [--out benchmarks/results] [--quick]
     metarl render RUN_DIR|POLICY.pt --task key=value [--task ...] --steps 0,1,3 --out FILE.mp4|FILE.gif
                   [--size WxH] [--episodes 20] [--seed 0] [--horizon H] [--layout sequence|side]
                   [--family NAME] [--no-progress]
+    metarl plot RUN_DIR [RUN_DIR ...] [--x iteration|env_steps|wall_clock] [--window 10] [--out curves.png]
 
 Adding a command: write ``_add_<name>(subparsers)``, which declares its parser and arguments and
 sets ``func`` to a ``_cmd_<name>(args) -> int`` function, and list it in :data:`COMMANDS`. A command
@@ -465,7 +466,50 @@ def _add_demo(subparsers) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
-COMMANDS: list[Callable] = [_add_demo, _add_train, _add_eval, _add_render, _add_bench]
+# --- plot -------------------------------------------------------------------------------------------
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from metarl import curves
+    from metarl.files import ensure_writable_dir
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out must end in .png, got {str(out)!r}")
+    if args.window < 1:
+        raise UsageError(f"--window must be an integer >= 1, got {args.window}")
+    runs = [Path(r) for r in args.runs]
+    for run in runs:  # every run readable before anything is written
+        _usage_errors(curves.read_progress, run)
+    groups = curves.groups_by_config(runs)
+    _usage_errors(ensure_writable_dir, out.parent if str(out.parent) else Path("."))
+    from metarl.files import atomic_write
+
+    atomic_write(out, lambda tmp: curves.plot_runs(groups, tmp, x=args.x, window=args.window))
+    for label, members in groups:
+        print(f"{label}: {len(members)} run(s): {', '.join(str(m) for m in members)}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _add_plot(subparsers) -> None:
+    p = subparsers.add_parser(
+        "plot", help="learning curves of training runs (pre- and post-adaptation return)",
+        description="Draw the pre- and post-adaptation return of training runs (their progress.csv) against "
+        "iteration, env steps or wall-clock. Runs whose config.yaml differ only in the seed form one curve: "
+        "the mean over them, with a band from their minimum to maximum.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="metarl train run directories")
+    p.add_argument("--x", choices=["iteration", "env_steps", "wall_clock"], default="iteration",
+                   help="horizontal axis (default: %(default)s)")
+    p.add_argument("--window", type=int, default=10, help="iterations in the moving mean (default: %(default)s)")
+    p.add_argument("--out", default="curves.png", metavar="FILE.png", help="the plot (default: %(default)s)")
+    p.set_defaults(func=_cmd_plot)
+
+
+COMMANDS: list[Callable] = [_add_demo, _add_train, _add_eval, _add_render, _add_plot, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,179 @@
+"""Learning curves of training runs from their ``progress.csv``: time to a return, and plots of the
+pre- and post-adaptation return over seeds (``metarl plot``, ``scripts/learning_curves.py``).
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+X_AXES = {"iteration": "meta-iteration", "env_steps": "env steps", "wall_clock": "wall-clock of metarl train (min)"}
+
+
+def read_progress(run: Path) -> dict[str, np.ndarray]:
+    """Columns of ``run/progress.csv`` as float arrays (empty cells as NaN)."""
+    path = Path(run) / "progress.csv"
+    if not path.is_file():
+        raise ValueError(f"no progress.csv in {str(run)!r} (give metarl train run directories)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{str(path)!r} has no rows yet")
+    return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in rows[0]}
+
+
+def window_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at each index (fewer at the start)."""
+    c = np.cumsum(np.insert(x, 0, 0.0))
+    idx = np.arange(1, len(x) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def time_to_target(progress: dict[str, np.ndarray], target: float, window: int) -> dict:
+    """First iteration (with its wall-clock and env steps) whose window mean post-adaptation return reaches
+    ``target``; ``None`` values when it never does. Only full windows count."""
+    smooth = window_mean(progress["post_return"], window)
+    hits = np.flatnonzero((smooth >= target) & (np.arange(len(smooth)) >= window - 1))
+    if not len(hits):
+        return {"iteration": None, "wall_clock_s": None, "env_steps": None}
+    i = int(hits[0])
+    return {"iteration": int(progress["iteration"][i]), "wall_clock_s": float(progress["wall_clock"][i]),
+            "env_steps": int(progress["env_steps"][i])}
+
+
+def summarize(groups: list[tuple[str, list[Path]]], target: float, window: int) -> dict:
+    out = {"target": target, "window": window, "groups": {}}
+    for label, runs in groups:
+        per_run = {}
+        for run in runs:
+            p = read_progress(run)
+            last = slice(-window, None)
+            per_run[str(run)] = {
+                **time_to_target(p, target, window), "iterations": int(p["iteration"][-1]),
+                "median_iteration_s": float(np.median(p["time_total"])),
+                "median_sampling_s": float(np.median(p["time_sampling"])),
+                "median_outer_s": float(np.median(p["time_outer"])),
+                "final_post_return": float(np.mean(p["post_return"][last])),
+                "final_pre_return": float(np.mean(p["pre_return"][last])),
+            }
+        reached = [r["wall_clock_s"] for r in per_run.values() if r["wall_clock_s"] is not None]
+        its = [r["iteration"] for r in per_run.values() if r["iteration"] is not None]
+        out["groups"][label] = {
+            "runs": per_run,
+            "reached": f"{len(reached)}/{len(per_run)}",
+            # a run that never reached the target counts as infinitely slow in the median
+            "median_wall_clock_s": _median_with_misses(reached, len(per_run)),
+            "median_iteration": _median_with_misses(its, len(per_run)),
+            "median_iteration_s": statistics.median(r["median_iteration_s"] for r in per_run.values()),
+            "mean_final_post_return": statistics.mean(r["final_post_return"] for r in per_run.values()),
+        }
+    return out
+
+
+def _median_with_misses(values: list[float], n: int):
+    padded = sorted(values) + [float("inf")] * (n - len(values))
+    m = statistics.median(padded)
+    return None if m == float("inf") else m
+
+
+def table(summary: dict) -> str:
+    w, t = summary["window"], summary["target"]
+    lines = [f"| group | run | iteration to {t:g} | wall-clock to {t:g} | s / iteration (sampling, outer) | "
+             f"post-adaptation return, last {w} |", "|---|---|---|---|---|---|"]
+    for label, g in summary["groups"].items():
+        for run, r in g["runs"].items():
+            hit = "not reached" if r["iteration"] is None else f"{r['iteration']}"
+            clock = "" if r["wall_clock_s"] is None else f"{r['wall_clock_s'] / 60:.2f} min"
+            lines.append(f"| {label} | {Path(run).name} | {hit} | {clock} | {r['median_iteration_s']:.2f} "
+                         f"({r['median_sampling_s']:.2f}, {r['median_outer_s']:.2f}) | {r['final_post_return']:.1f} |")
+        med = g["median_wall_clock_s"]
+        its = "not reached" if g["median_iteration"] is None else g["median_iteration"]
+        lines.append(f"| {label} | **median** | {its} | "
+                     f"{'not reached' if med is None else f'{med / 60:.2f} min'} | {g['median_iteration_s']:.2f} | "
+                     f"{g['mean_final_post_return']:.1f} (mean) |")
+    return "\n".join(lines)
+
+
+def plot_time_to_target(groups: list[tuple[str, list[Path]]], window: int, target: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for label, runs in groups:
+        progs = [read_progress(r) for r in runs]
+        n = min(len(p["post_return"]) for p in progs)
+        curves = np.stack([window_mean(p["post_return"], window)[:n] for p in progs])
+        its = progs[0]["iteration"][:n]
+        clock = np.mean([p["wall_clock"][:n] for p in progs], axis=0) / 60.0
+        for ax, x in ((axes[0], its), (axes[1], clock)):
+            line, = ax.plot(x, curves.mean(0), label=f"{label} ({len(runs)} seeds)")
+            ax.fill_between(x, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
+    for ax, xlabel in ((axes[0], "meta-iteration"), (axes[1], "wall-clock of metarl train (min, mean over seeds)")):
+        ax.axhline(target, color="grey", ls=":", lw=1)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"post-adaptation return ({window}-iteration mean)")
+    axes[0].legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def groups_by_config(runs: list[Path]) -> list[tuple[str, list[Path]]]:
+    """Runs grouped by their ``config.yaml`` with the seed left out (the seeds of one config), in the
+    order first seen; each group's label is the family, the algorithm and the keys that differ
+    between groups."""
+    configs = []
+    for run in runs:
+        path = Path(run) / "config.yaml"
+        cfg = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        configs.append({k: v for k, v in (cfg or {}).items() if k not in ("seed", "iterations", "nthread",
+                                                                          "checkpoint_every")})
+    keys, groups = [], []
+    for run, cfg in zip(runs, configs, strict=True):
+        if cfg not in keys:
+            keys.append(cfg)
+            groups.append([])
+        groups[keys.index(cfg)].append(Path(run))
+    varying = sorted({k for c in keys for k in c if any(c.get(k) != d.get(k) for d in keys)})
+    labels = []
+    for cfg in keys:
+        base = f"{cfg.get('family', '?')} {cfg.get('algo', '')}".strip()
+        detail = ", ".join(f"{k}={cfg.get(k, 'unset')}" for k in varying if k not in ("family", "algo"))
+        labels.append(f"{base} ({detail})" if detail else base)
+    return list(zip(labels, groups, strict=True))
+
+
+def plot_runs(groups: list[tuple[str, list[Path]]], path: Path, x: str = "iteration", window: int = 10) -> None:
+    """Pre- and post-adaptation return (``window``-iteration mean) against ``x``, each group as the
+    mean over its runs with a band from their minimum to maximum."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for label, runs in groups:
+        progs = [read_progress(r) for r in runs]
+        n = min(len(p["iteration"]) for p in progs)
+        xs = np.mean([p[x][:n] for p in progs], axis=0) / (60.0 if x == "wall_clock" else 1.0)
+        for ax, key in zip(axes, ("pre_return", "post_return"), strict=True):
+            curves = np.stack([window_mean(p[key], window)[:n] for p in progs])
+            line, = ax.plot(xs, curves.mean(0), label=f"{label}, {len(runs)} run{'s' if len(runs) > 1 else ''}")
+            if len(runs) > 1:
+                ax.fill_between(xs, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
+    for ax, title in zip(axes, ("before adaptation", "after adaptation"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel(X_AXES[x] + (" (mean over runs)" if x != "iteration" else ""))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"return ({window}-iteration mean)")
+    axes[1].legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
