@@ -126,7 +126,8 @@ def pretrained_policy(spec: PolicySpec, seed: int, horizon: int, cache_dir: str 
             "task_in_obs": oracle}
     obs_dim = params["w0"].shape[1]
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {**replace(spec, obs_dim=obs_dim, horizon=horizon, task_in_obs=oracle, seed=seed).to_meta(),
+    meta = {**replace(spec, obs_dim=obs_dim, horizon=horizon, task_in_obs=oracle, seed=seed,
+                      clip_actions=True).to_meta(),
             "pretrained": info}
     gaussian.save_policy(path, params, meta)
     venv.close()

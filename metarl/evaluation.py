@@ -67,7 +67,7 @@ def adaptation_returns(params: dict, spec: PolicySpec, tasks: list[dict], steps:
     """
     sampler = Sampler(spec.family, len(tasks), episodes, horizon or spec.horizon, seed=seed,
                       activation=spec.activation, nthread=nthread, action_scale=spec.action_scale,
-                      task_in_obs=spec.task_in_obs, **spec.family_options)
+                      task_in_obs=spec.task_in_obs, clip_actions=spec.clip_actions, **spec.family_options)
     lr = spec.inner_lr if inner_lr is None else inner_lr
     current = gaussian.expand_to_tasks({k: v.detach() for k, v in params.items()}, len(tasks))
     returns, per_step = [], [current]
@@ -93,6 +93,28 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
 
 
 BASELINES = ("pretrained", "random", "oracle")
+# inner step sizes tried for the adapted baselines, as multiples of the meta-policy's (the MAML paper
+# gives each baseline its best step size); chosen on training tasks, never on the test tasks
+LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+LR_GRID_TASKS = 10
+
+
+def choose_inner_lr(params: dict, spec: PolicySpec, steps: int, episodes: int, seed: int, horizon: int,
+                    num_tasks: int = LR_GRID_TASKS) -> tuple[float, dict]:
+    """The inner step size of :data:`LR_GRID` (times ``spec.inner_lr``) with the best mean return after
+    1..``steps`` steps on ``num_tasks`` training tasks (``envs.task_split(family, "train", ...)``).
+
+    Returns:
+        ``(lr, {lr: mean return})``.
+    """
+    tasks = envs.task_split(spec.family, "train", num_tasks, seed, **spec.family_options)
+    scores = {}
+    for multiple in LR_GRID:
+        lr = multiple * spec.inner_lr
+        returns, _ = adaptation_returns(params, spec, tasks, steps, episodes, seed + 1, horizon, gamma=spec.gamma,
+                                        gae_lambda=spec.gae_lambda, inner_lr=lr)
+        scores[lr] = float(returns[1:].mean())
+    return max(scores, key=scores.get), scores
 
 
 def default_baselines(family: str) -> tuple[str, ...]:
@@ -166,14 +188,22 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
             p, info = bl.pretrained_policy(spec, seed, horizon, cache, oracle=name == "oracle",
                                            progress=progress, **kwargs)
             policies[name] = (p, info)
-            specs[name] = replace(spec, obs_dim=p["w0"].shape[1], task_in_obs=name == "oracle")
+            # scored as stable-baselines3 trained it: actions clipped to the action space
+            specs[name] = replace(spec, obs_dim=p["w0"].shape[1], task_in_obs=name == "oracle", clip_actions=True)
     methods = {}
     for name, (p, info) in tqdm(policies.items(), disable=not progress, desc="evaluating", unit="policy"):
         # The oracle is told the task, so it is not adapted: one value, drawn as a level line, as in
         # the MAML paper.
         k_max = 0 if name == "oracle" else steps
+        lr = None
+        if name in ("pretrained", "random") and steps > 0:
+            lr, scores = choose_inner_lr(p, specs[name], steps, episodes, seed, horizon,
+                                         num_tasks=min(num_tasks, LR_GRID_TASKS))
+            info = {**info, "inner_lr": lr, "inner_lr_grid": {f"{k:g}": v for k, v in scores.items()},
+                    "inner_lr_chosen_on": f"{min(num_tasks, LR_GRID_TASKS)} training tasks, mean return after "
+                                          f"1..{steps} steps"}
         returns, _ = adaptation_returns(p, specs[name], tasks, k_max, episodes, seed, horizon, gamma=spec.gamma,
-                                        gae_lambda=spec.gae_lambda)
+                                        gae_lambda=spec.gae_lambda, inner_lr=lr)
         summary = [mean_ci(returns[k]) for k in range(k_max + 1)]
         methods[name] = {"mean": [s[0] for s in summary], "ci95": [[s[1], s[2]] for s in summary],
                          "per_task": returns.tolist(), "adapted": name != "oracle", "source": info}

@@ -48,6 +48,8 @@ class PolicySpec:
     """training seed (None: not recorded)"""
     task_in_obs: bool = False
     """the oracle's observation: task parameters appended"""
+    clip_actions: bool = False
+    """its actions were clipped to the action space in training (stable-baselines3), so it is scored so"""
 
     def to_meta(self) -> dict:
         """The plain dict stored in ``policy.pt``."""

@@ -65,12 +65,15 @@ class Sampler:
         nthread: engine threads (0: all cores).
         task_in_obs: append the task's parameters (:func:`envs.task_features`) to every observation,
             the observation of the oracle baseline (reward families only).
+        clip_actions: clip the environment's actions to its action space before they are applied
+            (and charged as control cost), as stable-baselines3 does for the policies it trains; the
+            meta-policies train and are scored unclipped, as in gymnasium.
         **options: family options.
     """
 
     def __init__(self, family: str, num_tasks: int, episodes_per_task: int, horizon: int | None = None,
                  seed: int = 0, activation: str = "tanh", nthread: int = 0, action_scale: float = 1.0,
-                 task_in_obs: bool = False, **options):
+                 task_in_obs: bool = False, clip_actions: bool = False, **options):
         self.num_tasks, self.episodes_per_task = int(num_tasks), int(episodes_per_task)
         self.env = envs.make(family, self.num_tasks * self.episodes_per_task, horizon=horizon,
                              nthread=nthread, **options)
@@ -79,6 +82,7 @@ class Sampler:
         self.action_scale = float(action_scale)
         self.family = envs.get_family(family).name
         self.task_in_obs = bool(task_in_obs)
+        self.clip_actions = bool(clip_actions)
         self.env_obs_dim = self.env.single_observation_space.shape[0]
         self.obs_dim = self.env_obs_dim
         if self.task_in_obs:
@@ -168,6 +172,9 @@ class Sampler:
                     torch.add(mean, scaled_noise[:, h], out=actions[h])  # gaussian.sample
                 np.multiply(actions[h].numpy().reshape(T * E, self.act_dim), self.action_scale, out=env_actions,
                             dtype=np.float64)
+                if self.clip_actions:
+                    np.clip(env_actions, self.env.single_action_space.low, self.env.single_action_space.high,
+                            out=env_actions)
                 obs_np, r, term, trunc, info = self.env.step(env_actions)
                 rewards[h], mask[h] = r, info["active"]
                 terminated[h], truncated[h] = term & info["active"], trunc & info["active"]

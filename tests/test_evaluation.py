@@ -232,3 +232,27 @@ def test_a_shipped_policy_is_evaluated_outside_the_package_by_default(tmp_path, 
                  "--horizon", "5", "--baselines", "", "--no-progress"]) == 0
     assert (tmp_path / "runs" / "eval-HalfCheetahVel-seed0" / "adaptation.json").is_file()
     assert sorted(p.name for p in SHIPPED.iterdir()) == before
+
+
+def test_adapted_baselines_get_their_best_step_size_chosen_on_training_tasks(tmp_path, monkeypatch):
+    from metarl import evaluation
+
+    seen = []
+    real = evaluation.adaptation_returns
+
+    def spy(params, spec, tasks, *args, **kwargs):
+        seen.append((tasks, kwargs.get("inner_lr")))
+        return real(params, spec, tasks, *args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "adaptation_returns", spy)
+    record = evaluate(_tiny_policy(tmp_path), tmp_path / "ev", num_tasks=3, steps=1, episodes=2, seed=5,
+                      baselines=["random"], progress=False)
+    source = record["methods"]["random"]["source"]
+    grid = {float(k): v for k, v in source["inner_lr_grid"].items()}
+    assert sorted(grid) == pytest.approx([m * 0.1 for m in evaluation.LR_GRID])
+    assert source["inner_lr"] == max(grid, key=grid.get)
+    grid_calls = [(tasks, lr) for tasks, lr in seen if lr is not None and tasks != record["tasks"]]
+    assert len(grid_calls) == len(evaluation.LR_GRID)
+    assert all(t not in record["tasks"] for tasks, _ in grid_calls for t in tasks)  # training tasks only
+    # the test tasks are then adapted with the chosen step size; the meta-policy keeps its own
+    assert (record["tasks"], source["inner_lr"]) in seen and (record["tasks"], None) in seen
