@@ -57,6 +57,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 import envs
 from benchmarks import write_record
+from metarl.checks import check_int
 from metarl.files import git_commit
 
 DEFAULT_FAMILIES = ("HalfCheetahVel", "AntDir")
@@ -79,12 +80,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def mujoco_families() -> list[str]:
     """The families this benchmark can run: those with MuJoCo physics."""
     return [name for name, fam in envs.FAMILIES.items() if fam.body is not None]
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def check_config(families=DEFAULT_FAMILIES, tasks=40, episodes=20, horizon=100, repeats=3,
@@ -117,7 +112,7 @@ def check_config(families=DEFAULT_FAMILIES, tasks=40, episodes=20, horizon=100, 
     sizes = {"tasks": tasks, "episodes": episodes, "horizon": horizon, "repeats": repeats}
     if quick:
         sizes = dict(QUICK)
-    return {"families": tuple(names), **{k: _positive_int(k, v) for k, v in sizes.items()}}
+    return {"families": tuple(names), **{k: check_int(k, v) for k, v in sizes.items()}}
 
 
 class _TaskSlot(gymnasium.Wrapper):

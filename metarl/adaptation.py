@@ -14,7 +14,7 @@ from torch.func import grad, vmap
 
 from metarl.returns import discounted_returns, gae, normalize_per_task
 from metarl.sampling import Episodes
-from policies import baselines, gaussian
+from policies import gaussian, linear_baseline
 
 
 def advantages(episodes: Episodes, gamma: float, gae_lambda: float, normalize: bool = True) -> torch.Tensor:
@@ -30,9 +30,9 @@ def advantages(episodes: Episodes, gamma: float, gae_lambda: float, normalize: b
     """
     with torch.no_grad():
         returns = discounted_returns(episodes.rewards, episodes.mask, gamma)
-        features = baselines.baseline_features(episodes.obs, episodes.mask)
-        coeffs = baselines.fit_linear_baseline(features, returns, episodes.mask)
-        values = baselines.predict_baseline(coeffs, features) * episodes.mask
+        features = linear_baseline.baseline_features(episodes.obs, episodes.mask)
+        coeffs = linear_baseline.fit_linear_baseline(features, returns, episodes.mask)
+        values = linear_baseline.predict_baseline(coeffs, features) * episodes.mask
         adv = gae(episodes.rewards, values, episodes.mask, episodes.terminated, gamma, gae_lambda)
         return normalize_per_task(adv, episodes.mask) if normalize else adv
 

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from metarl import __version__
+from metarl.checks import check_int
 
 PROG = "metarl"
 
@@ -125,8 +126,7 @@ def _cmd_bench_ray(args: argparse.Namespace) -> int:
     from metarl.distributed import check_options
 
     for name in ("tasks", "episodes", "horizon", "repeats"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+        _usage_errors(check_int, f"--{name}", getattr(args, name))
     _usage_errors(check_options, args.workers, 1)
     from benchmarks import ray_bench
 
@@ -139,8 +139,7 @@ def _cmd_bench_update(args: argparse.Namespace) -> int:
     from benchmarks import update_bench
 
     for name in ("tasks", "episodes", "horizon", "repeats"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
+        _usage_errors(check_int, f"--{name}", getattr(args, name))
     update_bench.run(tasks=args.tasks, episodes=args.episodes, horizon=args.horizon, repeats=args.repeats,
                      out_dir=args.out, quick=args.quick)
     return 0
@@ -478,8 +477,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out must end in .png, got {str(out)!r}")
-    if args.window < 1:
-        raise UsageError(f"--window must be an integer >= 1, got {args.window}")
+    _usage_errors(check_int, "--window", args.window)
     runs = [Path(r) for r in args.runs]
     for run in runs:  # every run readable before anything is written
         _usage_errors(curves.read_progress, run)

@@ -30,14 +30,13 @@ def run_demo(out_dir: str | Path = "runs/demo", family: str = "HalfCheetahVel", 
     """
     import secrets
 
+    from metarl.checks import check_int
     from metarl.evaluation import evaluate
     from metarl.render import render_adaptation
 
     # every flag before anything is written: the evaluation writes its outputs before the video starts
     for name, value, low in (("tasks", tasks, 2), ("steps", steps, 1), ("episodes", episodes, 1), ("seed", seed, 0)):
-        if (value is not None or name != "seed") and (
-                isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise ValueError(f"--{name} must be an integer >= {low}, got {value!r}")
+        check_int(f"--{name}", value, low, optional=name == "seed")
     path = shipped_policy(family)
     seed = secrets.randbelow(2**31) if seed is None else seed  # fresh tasks unless a seed is given
     out = Path(out_dir)

@@ -19,6 +19,7 @@ import logging
 import numpy as np
 import torch
 
+from metarl.checks import check_int
 from metarl.sampling import Episodes, Sampler
 from policies import gaussian
 
@@ -45,8 +46,7 @@ def check_options(num_workers, cpus_per_worker) -> None:
     except ImportError:
         raise ValueError("the ray sampler needs Ray: pip install -e \".[ray]\"") from None
     for flag, value in (("--num-workers", num_workers), ("--cpus-per-worker", cpus_per_worker)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{flag} must be a positive integer, got {value!r}")
+        check_int(flag, value)
 
 
 def connect(address: str | None, num_workers: int, cpus_per_worker: int) -> None:

@@ -16,6 +16,7 @@ from scipy import stats
 
 import envs
 from metarl.adaptation import adapt, advantages
+from metarl.checks import check_int
 from metarl.files import atomic_write, ensure_writable_dir, git_commit
 from metarl.policy_spec import PolicySpec, spec_from_meta
 from metarl.sampling import Sampler
@@ -161,9 +162,7 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
     for name, value, low in (("tasks", num_tasks, 2), ("steps", steps, 0), ("episodes", episodes, 1),
                              ("horizon", horizon, 1), ("pretrain-timesteps", pretrain_timesteps, 1),
                              ("seed", seed, 0)):
-        if (value is None and name not in ("episodes", "horizon", "pretrain-timesteps")) or (
-                value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low)):
-            raise ValueError(f"--{name} must be an integer >= {low}, got {value!r}")
+        check_int(f"--{name}", value, low, optional=name in ("episodes", "horizon", "pretrain-timesteps"))
     params, spec = load_meta_policy(path, family)
     episodes = spec.episodes_per_task if episodes is None else episodes
     baselines = default_baselines(spec.family) if baselines is None else tuple(baselines)

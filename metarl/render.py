@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 import envs
+from metarl.checks import check_int
 from metarl.evaluation import adaptation_returns, load_meta_policy
 from metarl.files import atomic_write
 from metarl.policy_spec import PolicySpec
@@ -74,12 +75,6 @@ def check_out(out: str | os.PathLike) -> Path:
     except OSError as e:
         raise ValueError(f"cannot write into {str(directory)!r}: {e.strerror or e}") from None
     return out
-
-
-def _check_positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def format_task(task: dict) -> str:
@@ -248,13 +243,12 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
     steps = check_steps(steps)
     size = check_size(size)
     if episodes is not None:
-        episodes = _check_positive("episodes", episodes)
+        episodes = check_int("episodes", episodes)
     if horizon is not None:
-        horizon = _check_positive("horizon", horizon)
+        horizon = check_int("horizon", horizon)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    check_int("seed", seed, 0)
     params, spec = load_meta_policy(path, family)
     if envs.get_family(spec.family).body is None:
         raise ValueError(f"rendering needs a MuJoCo family; {str(path)!r} is a {spec.family} policy")

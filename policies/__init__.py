@@ -1,8 +1,7 @@
-"""Function approximators for metarl (functional Gaussian MLP policies, baselines). Imports neither
+"""Function approximators for metarl (functional Gaussian MLP policies, the linear value baseline). Imports neither
 ``metarl`` nor ``envs``."""
 
-from policies import baselines, gaussian
-from policies.baselines import baseline_features, fit_linear_baseline, predict_baseline
+from policies import gaussian, linear_baseline
 from policies.gaussian import (
     entropy,
     expand_to_tasks,
@@ -16,10 +15,11 @@ from policies.gaussian import (
     sample,
     save_policy,
 )
+from policies.linear_baseline import baseline_features, fit_linear_baseline, predict_baseline
 
 __all__ = [
     "baseline_features",
-    "baselines",
+    "linear_baseline",
     "entropy",
     "expand_to_tasks",
     "fit_linear_baseline",

@@ -45,7 +45,7 @@ def test_bench_envs_quick_writes_record(tmp_path, capsys):
     [
         (["--families", "Nope"], "unknown task family 'Nope'"),
         (["--families", "Navigation2D"], "no MuJoCo physics"),
-        (["--horizon", "0"], "horizon must be a positive integer"),
+        (["--horizon", "0"], "horizon must be an integer >= 1"),
         (["--tasks", "many"], "invalid int value"),
     ],
 )

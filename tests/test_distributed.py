@@ -133,7 +133,7 @@ def test_train_cli_ray_flags(tmp_path, capsys):
     assert e.value.code == 2 and "only apply with --sampler ray" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["train", str(cfg_path), "--out", str(tmp_path / "r2"), "--sampler", "ray", "--num-workers", "0"])
-    assert e.value.code == 2 and "--num-workers must be a positive integer" in capsys.readouterr().err
+    assert e.value.code == 2 and "--num-workers must be an integer >= 1" in capsys.readouterr().err
     assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
 
 

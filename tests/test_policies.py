@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 import policies
-from policies import baselines, gaussian
+from policies import gaussian, linear_baseline
 
 
 def _gen(seed):
@@ -249,7 +249,7 @@ def test_features_match_rllab_per_episode():
     lengths[1, 2] = min(lengths[1, 2], H - 1)
     obs[1, 2, -1] = float("nan")  # junk in padding must not leak
     mask = torch.as_tensor(np.arange(H) < lengths[..., None], dtype=torch.float32)
-    feats = baselines.baseline_features(obs, mask)
+    feats = linear_baseline.baseline_features(obs, mask)
     assert feats.shape == (T, E, H, 2 * D + 4) and feats.dtype == torch.float32
     for t in range(T):
         for e in range(E):
@@ -264,12 +264,12 @@ def test_features_match_rllab_per_episode():
 def test_fit_recovers_an_exact_linear_function_of_the_features():
     T, E, H, D = 3, 4, 30, 3
     obs, _, mask, _ = _episodes(T, E, H, D, 1)
-    feats = baselines.baseline_features(obs, mask)
+    feats = linear_baseline.baseline_features(obs, mask)
     w_true = torch.randn(T, 2 * D + 4, generator=_gen(3))
     returns = torch.einsum("tehf,tf->teh", feats, w_true)
-    coeffs = baselines.fit_linear_baseline(feats, returns, mask)
+    coeffs = linear_baseline.fit_linear_baseline(feats, returns, mask)
     assert coeffs.shape == (T, 2 * D + 4) and coeffs.dtype == torch.float32
-    pred = baselines.predict_baseline(coeffs, feats)
+    pred = linear_baseline.predict_baseline(coeffs, feats)
     assert pred.shape == (T, E, H)
     # relative to the returns' scale: the ridge term biases the nearly collinear t, t², t³ columns slightly
     scale = returns.abs().max().item()
@@ -279,8 +279,8 @@ def test_fit_recovers_an_exact_linear_function_of_the_features():
 def test_fit_equals_numpy_ridge_lstsq_per_task_on_valid_steps():
     T, E, H, D, reg = 4, 3, 20, 3, 1e-3
     obs, returns, mask, _ = _episodes(T, E, H, D, 2)
-    feats = baselines.baseline_features(obs, mask)
-    coeffs = baselines.fit_linear_baseline(feats, returns, mask, reg=reg)
+    feats = linear_baseline.baseline_features(obs, mask)
+    coeffs = linear_baseline.fit_linear_baseline(feats, returns, mask, reg=reg)
     F = feats.shape[-1]
     for t in range(T):
         valid = mask[t].numpy().astype(bool)
@@ -295,33 +295,33 @@ def test_fit_equals_numpy_ridge_lstsq_per_task_on_valid_steps():
 
 def test_padded_steps_do_not_affect_the_fit():
     obs, returns, mask, _ = _episodes(3, 4, 15, 2, 3)
-    coeffs = baselines.fit_linear_baseline(baselines.baseline_features(obs, mask), returns, mask)
+    coeffs = linear_baseline.fit_linear_baseline(linear_baseline.baseline_features(obs, mask), returns, mask)
     pad = mask == 0
     assert pad.any()
     obs2, returns2 = obs.clone(), returns.clone()
     obs2[pad] = torch.randn(int(pad.sum()), 2, generator=_gen(0)) * 1e3
     obs2[tuple(pad.nonzero()[0].tolist())] = float("nan")
     returns2[pad] = float("inf")
-    feats2 = baselines.baseline_features(obs2, mask)
-    assert torch.equal(baselines.fit_linear_baseline(feats2, returns2, mask), coeffs)
-    assert not baselines.predict_baseline(coeffs, feats2)[pad].any()
+    feats2 = linear_baseline.baseline_features(obs2, mask)
+    assert torch.equal(linear_baseline.fit_linear_baseline(feats2, returns2, mask), coeffs)
+    assert not linear_baseline.predict_baseline(coeffs, feats2)[pad].any()
     # features handed in directly are masked too, whatever they hold on padded rows
     feats3 = feats2.clone()
     feats3[pad] = torch.randn(int(pad.sum()), feats2.shape[-1], generator=_gen(1))
-    assert torch.equal(baselines.fit_linear_baseline(feats3, returns2, mask), coeffs)
+    assert torch.equal(linear_baseline.fit_linear_baseline(feats3, returns2, mask), coeffs)
 
 
 def test_degenerate_tasks_give_finite_coeffs_and_leave_other_tasks_alone():
     obs, returns, mask, _ = _episodes(3, 2, 10, 2, 4)
     mask[1] = 0.0  # a task without a single valid step
     obs[2, ..., 1] = obs[2, ..., 0]  # duplicated observation columns
-    feats = baselines.baseline_features(obs, mask)
-    coeffs = baselines.fit_linear_baseline(feats, returns, mask)
+    feats = linear_baseline.baseline_features(obs, mask)
+    coeffs = linear_baseline.fit_linear_baseline(feats, returns, mask)
     assert torch.isfinite(coeffs).all()
     assert not coeffs[1].any()  # ridge with no data: the zero vector
-    alone = baselines.fit_linear_baseline(feats[:1], returns[:1], mask[:1])
+    alone = linear_baseline.fit_linear_baseline(feats[:1], returns[:1], mask[:1])
     torch.testing.assert_close(coeffs[:1], alone)
-    pred = baselines.predict_baseline(coeffs, feats)
+    pred = linear_baseline.predict_baseline(coeffs, feats)
     assert torch.isfinite(pred).all()
     # duplicated columns get equal weights (the minimum-norm split), and the fit still explains data
     torch.testing.assert_close(coeffs[2, 0], coeffs[2, 1], atol=1e-5, rtol=1e-4)
@@ -337,29 +337,29 @@ def test_singular_systems_are_retried_with_a_larger_reg_per_task():
     returns = torch.randn(T, E, H, generator=_gen(1))
     mask = torch.ones(T, E, H)
     with pytest.raises(RuntimeError, match=r"tasks \[0\]"):
-        baselines.fit_linear_baseline(feats, returns, mask, reg=1e-18, max_tries=1)
-    coeffs = baselines.fit_linear_baseline(feats, returns, mask, reg=1e-18, max_tries=5)
+        linear_baseline.fit_linear_baseline(feats, returns, mask, reg=1e-18, max_tries=1)
+    coeffs = linear_baseline.fit_linear_baseline(feats, returns, mask, reg=1e-18, max_tries=5)
     assert torch.isfinite(coeffs).all()
     # the well-posed task kept its first solution
-    alone = baselines.fit_linear_baseline(feats[1:], returns[1:], mask[1:], reg=1e-18)
+    alone = linear_baseline.fit_linear_baseline(feats[1:], returns[1:], mask[1:], reg=1e-18)
     torch.testing.assert_close(coeffs[1:], alone)
 
 
 def test_fit_rejects_non_finite_valid_data_and_bad_arguments():
     obs, returns, mask, _ = _episodes(2, 2, 5, 2, 5)
-    feats = baselines.baseline_features(obs, mask)
+    feats = linear_baseline.baseline_features(obs, mask)
     bad = returns.clone()
     bad[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="finite"):
-        baselines.fit_linear_baseline(feats, bad, mask)
+        linear_baseline.fit_linear_baseline(feats, bad, mask)
     with pytest.raises(ValueError, match="reg"):
-        baselines.fit_linear_baseline(feats, returns, mask, reg=0.0)
+        linear_baseline.fit_linear_baseline(feats, returns, mask, reg=0.0)
     with pytest.raises(ValueError, match="max_tries"):
-        baselines.fit_linear_baseline(feats, returns, mask, max_tries=0)
+        linear_baseline.fit_linear_baseline(feats, returns, mask, max_tries=0)
     with pytest.raises(ValueError, match="mask"):
-        baselines.fit_linear_baseline(feats, returns, mask[:, :1])
+        linear_baseline.fit_linear_baseline(feats, returns, mask[:, :1])
     with pytest.raises(ValueError, match="mask"):
-        baselines.baseline_features(obs, mask[..., :2])
+        linear_baseline.baseline_features(obs, mask[..., :2])
 
 
 # ---------------------------------------------------------------- save / load

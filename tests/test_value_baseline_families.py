@@ -14,7 +14,7 @@ import torch
 import envs
 from metarl.returns import discounted_returns
 from metarl.sampling import Sampler
-from policies import baselines, gaussian
+from policies import gaussian, linear_baseline
 
 MUJOCO_FAMILIES = [name for name, fam in envs.FAMILIES.items() if fam.body is not None]
 
@@ -27,8 +27,8 @@ def test_baseline_fit_of_a_meta_batch_equals_numpy_ridge(family):
                                   generator=torch.Generator().manual_seed(0))
     episodes = sampler.sample(params, envs.task_split(family, "train", T, seed=0))
     returns = discounted_returns(episodes.rewards, episodes.mask, 0.99)
-    feats = baselines.baseline_features(episodes.obs, episodes.mask)
-    coeffs = baselines.fit_linear_baseline(feats, returns, episodes.mask, reg=reg)  # default torch threads
+    feats = linear_baseline.baseline_features(episodes.obs, episodes.mask)
+    coeffs = linear_baseline.fit_linear_baseline(feats, returns, episodes.mask, reg=reg)  # default torch threads
     assert torch.isfinite(coeffs).all()
     F = feats.shape[-1]
     for t in range(T):

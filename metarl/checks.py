@@ -1,0 +1,22 @@
+"""The one check of integer arguments shared by metarl's commands and benchmarks (``envs`` and
+``policies``, which import nothing of metarl, keep their own)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_int(name: str, value, low: int = 1, optional: bool = False) -> int | None:
+    """``value`` as an int >= ``low`` (``None`` passes through when ``optional``).
+
+    Args:
+        name: how the user wrote it (a flag such as ``--tasks``, or a key), named in the error.
+
+    Raises:
+        ValueError: ``"<name> must be an integer >= <low>, got <value>"`` (bools are refused).
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
