@@ -96,7 +96,7 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
 BASELINES = ("pretrained", "random", "oracle")
 # inner step sizes tried for the adapted baselines, as multiples of the meta-policy's (the MAML paper
 # gives each baseline its best step size); chosen on training tasks, never on the test tasks
-LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 LR_GRID_TASKS = 10
 
 
