@@ -266,7 +266,9 @@ def plot_adaptation(record: dict, path: Path) -> None:
     ax.set_xticks(steps)
     ax.set_xlabel("number of gradient steps")
     ax.set_ylabel("average return")
-    ax.set_title(f"{record['family']}: {record['num_tasks']} held-out tasks, H = {record['horizon']}")
+    # the direction families have two tasks only, which training sees too: not "held-out" there
+    which = "test tasks (both directions, also trained on)" if record["family"].endswith("Dir") else "held-out tasks"
+    ax.set_title(f"{record['family']}, H = {record['horizon']}\n{record['num_tasks']} {which}", fontsize="medium")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
