@@ -398,7 +398,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for name, m in record["methods"].items():
         cells = "  ".join(f"{mean:8.1f} [{lo:.1f}, {hi:.1f}]" for mean, (lo, hi) in zip(m["mean"], m["ci95"],
                                                                                          strict=True))
-        print(f"  {name:<11s} {cells}" + ("   (told the task, not adapted)" if not m.get("adapted", True) else ""))
+        lr = m.get("source", {}).get("inner_lr")
+        note = "   (told the task, not adapted)" if not m.get("adapted", True) else (
+            f"   (inner lr {lr:g}, best of the grid on training tasks)" if lr is not None else "")
+        print(f"  {name:<11s} {cells}{note}")
     print(f"wrote {out / 'adaptation.json'}, adaptation.csv, adaptation.png")
     return 0
 

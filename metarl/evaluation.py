@@ -103,19 +103,24 @@ LR_GRID_TASKS = 10
 def choose_inner_lr(params: dict, spec: PolicySpec, steps: int, episodes: int, seed: int, horizon: int,
                     num_tasks: int = LR_GRID_TASKS) -> tuple[float, dict]:
     """The inner step size of :data:`LR_GRID` (times ``spec.inner_lr``) with the best mean return after
-    1..``steps`` steps on ``num_tasks`` training tasks (``envs.task_split(family, "train", ...)``).
+    1..``steps`` steps on ``num_tasks`` training tasks (``envs.task_split(family, "train", ...)``; for
+    the direction families these are the same two directions as the test tasks).
 
     Returns:
-        ``(lr, {lr: mean return})``.
+        ``(lr, {lr: mean return, None where it diverged})``.
     """
     tasks = envs.task_split(spec.family, "train", num_tasks, seed, **spec.family_options)
     scores = {}
     for multiple in LR_GRID:
-        lr = multiple * spec.inner_lr
+        lr = round(multiple * spec.inner_lr, 12)  # 3 x 0.1 is 0.30000000000000004 otherwise
         returns, _ = adaptation_returns(params, spec, tasks, steps, episodes, seed + 1, horizon, gamma=spec.gamma,
                                         gae_lambda=spec.gae_lambda, inner_lr=lr)
-        scores[lr] = float(returns[1:].mean())
-    return max(scores, key=scores.get), scores
+        score = float(returns[1:].mean())
+        scores[lr] = score if np.isfinite(score) else None  # a step size that diverged
+    finite = [lr for lr, score in scores.items() if score is not None]
+    if not finite:
+        raise RuntimeError(f"every inner step size of the grid diverged for this baseline: {sorted(scores)}")
+    return max(finite, key=scores.get), scores
 
 
 def default_baselines(family: str) -> tuple[str, ...]:

@@ -11,6 +11,16 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# read once, at import: reading it means setting it, which another thread must not see mid-way
+_UMASK = _read_umask()
+
+
 def ensure_writable_dir(path: str | Path) -> Path:
     """Create ``path`` if needed and check that files can be written in it.
 
@@ -41,8 +51,8 @@ def git_commit() -> str:
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Write ``path`` all at once: ``write(tmp)`` fills a temporary file beside it, which is synced and
     renamed over ``path``; if ``write`` fails, ``path`` keeps its previous content and no temporary
-    file remains. (``policies.save_policy`` does the same on its own: ``policies`` imports nothing of
-    metarl.)
+    file remains. (``policies.save_policy`` writes atomically on its own: ``policies`` imports nothing
+    of metarl.)
 
     Args:
         path: the file to write.
@@ -59,9 +69,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the result gets the usual mode
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's file is private; the result gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

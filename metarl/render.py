@@ -146,6 +146,8 @@ class _Episode:
                 mean, _ = gaussian.forward(self.params, torch.as_tensor(obs, dtype=torch.float32),
                                            self.spec.activation)
             actions = self.spec.action_scale * mean.double().numpy()
+            if self.spec.clip_actions:  # a policy trained so (stable-baselines3) acts so
+                actions = np.clip(actions, self.env.single_action_space.low, self.env.single_action_space.high)
             obs, reward, terminated, truncated, _ = self.env.step(actions)
             self.ret += float(reward[0])
             self.length += 1

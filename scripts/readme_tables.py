@@ -49,8 +49,9 @@ def learning_table(root: Path = ROOT) -> str:
             "return over the last 10 iterations (mean of seeds) |", "|---|---|---|---|---|"]
     for group, label in LEARNING_GROUPS.items():
         g = summary["groups"][group]
-        minutes = g["median_wall_clock_s"] / 60
-        rows.append(f"| {label} | {g['median_iteration']} | {minutes:.2f} min | {g['median_iteration_s']:.2f} | "
+        clock = "not reached" if g["median_wall_clock_s"] is None else f"{g['median_wall_clock_s'] / 60:.2f} min"
+        its = "not reached" if g["median_iteration"] is None else g["median_iteration"]
+        rows.append(f"| {label} | {its} | {clock} | {g['median_iteration_s']:.2f} | "
                     f"{g['mean_final_post_return']:.1f} |")
     return "\n".join(rows)
 

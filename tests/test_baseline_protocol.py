@@ -35,8 +35,10 @@ def test_our_return_of_an_sb3_policy_equals_sb3_evaluate_policy():
         ours[clip] = sampler.sample(params, [TASK]).rewards.sum(-1)[0].double().numpy()
     sb3_mean, lo, hi = mean_ci(np.asarray(sb3_returns))
     our_mean, our_lo, our_hi = mean_ci(ours[True])
-    # the two means agree within their combined 95% intervals
-    assert abs(our_mean - sb3_mean) < np.hypot(hi - sb3_mean, our_hi - our_mean), (our_mean, sb3_mean)
+    # the two means agree within the noise: 3.5 standard errors of their difference (the combined 95%
+    # half-width is about 2 of them, which a change of seed or library would exceed 5 % of the time)
+    noise = np.hypot(hi - sb3_mean, our_hi - our_mean)
+    assert abs(our_mean - sb3_mean) < 1.75 * noise, (our_mean, sb3_mean)
     print(f"SB3 {sb3_mean:.2f} [{lo:.2f}, {hi:.2f}], ours clipped {our_mean:.2f}, unclipped {ours[False].mean():.2f}")
     # unclipped actions pay more control cost: the same policy scores lower, well outside the noise
-    assert ours[False].mean() < our_mean - 2 * np.hypot(hi - sb3_mean, our_hi - our_mean)
+    assert ours[False].mean() < our_mean - 2 * noise

@@ -250,7 +250,7 @@ def test_adapted_baselines_get_their_best_step_size_chosen_on_training_tasks(tmp
     source = record["methods"]["random"]["source"]
     grid = {float(k): v for k, v in source["inner_lr_grid"].items()}
     assert sorted(grid) == pytest.approx([m * 0.1 for m in evaluation.LR_GRID])
-    assert source["inner_lr"] == max(grid, key=grid.get)
+    assert source["inner_lr"] == pytest.approx(max(grid, key=grid.get))
     grid_calls = [(tasks, lr) for tasks, lr in seen if lr is not None and tasks != record["tasks"]]
     assert len(grid_calls) == len(evaluation.LR_GRID)
     assert all(t not in record["tasks"] for tasks, _ in grid_calls for t in tasks)  # training tasks only
