@@ -410,9 +410,11 @@ def _add_eval(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="adaptation curve on held-out tasks, with baselines",
         description="Sample each held-out task with the meta-policy, adapt it with its inner loop step by step, "
-        "and report the mean return after 0..STEPS steps, with the pretrained, random and oracle baselines "
-        "adapted the same way (the oracle, told the task, is not adapted; PPO baselines are trained once and "
-        "cached in ~/.cache/metarl/baselines). Writes adaptation.json, adaptation.csv and adaptation.png.",
+        "and report the mean return after 0..STEPS steps, with the pretrained and random baselines adapted the "
+        "same way with their best inner step size (chosen on training tasks), and the oracle, told the task, "
+        "not adapted; PPO baselines are trained once, cached in ~/.cache/metarl/baselines, and scored with their "
+        "actions clipped as they were trained. Protocol settings default to the policy's training values. "
+        "Writes adaptation.json, adaptation.csv and adaptation.png.",
     )
     p.add_argument("policy", metavar="RUN_DIR|POLICY.pt", help="a training run directory or a policy.pt")
     p.add_argument("--family", help="the family to evaluate on (default: the policy's; must match it)")
