@@ -477,7 +477,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from metarl import curves
-    from metarl.files import ensure_writable_dir
+    from metarl.files import atomic_write, ensure_writable_dir
 
     out = Path(args.out)
     if out.suffix.lower() != ".png":
@@ -487,9 +487,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     for run in runs:  # every run readable before anything is written
         _usage_errors(curves.read_progress, run)
     groups = curves.groups_by_config(runs)
-    _usage_errors(ensure_writable_dir, out.parent if str(out.parent) else Path("."))
-    from metarl.files import atomic_write
-
+    _usage_errors(ensure_writable_dir, out.parent)
     atomic_write(out, lambda tmp: curves.plot_runs(groups, tmp, x=args.x, window=args.window))
     for label, members in groups:
         print(f"{label}: {len(members)} run(s): {', '.join(str(m) for m in members)}")
