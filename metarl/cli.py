@@ -6,7 +6,7 @@
     metarl bench ray [--tasks 40] [--episodes 20] [--horizon 100] [--num-workers 2] [--repeats 3] [--quick]
     metarl bench envs [--families HalfCheetahVel,AntDir] [--tasks 40] [--episodes 20] [--horizon 100]
                       [--repeats 3] [--out benchmarks/results] [--quick]
-    metarl render RUN_DIR|POLICY.pt --task key=value [--task ...] --steps 0,1,3 --out FILE.mp4|FILE.gif
+    metarl render RUN_DIR|POLICY.pt --task key=value [--task ...] | --test-task I --steps 0,1,3 --out FILE.mp4|FILE.gif
                   [--size WxH] [--episodes 20] [--seed 0] [--horizon H] [--layout sequence|side]
                   [--family NAME] [--no-progress]
     metarl plot RUN_DIR [RUN_DIR ...] [--x iteration|env_steps|wall_clock] [--window 10] [--out curves.png]
@@ -321,10 +321,28 @@ def _parse_size(text: str) -> tuple[int, int]:
     return _usage_errors(check_size, (int(match[1]), int(match[2])))
 
 
+def _render_task(args: argparse.Namespace) -> dict:
+    """The task of ``--task KEY=VALUE ...`` or of ``--test-task I``, checked before anything runs."""
+    if args.task and args.test_task is not None:
+        raise UsageError("give either --task KEY=VALUE or --test-task INDEX, not both")
+    if not args.task and args.test_task is None:
+        raise UsageError("give the task: --test-task INDEX (a held-out task of metarl eval) or --task KEY=VALUE")
+    if args.task:
+        return _parse_task(args.task)
+    from metarl.evaluation import held_out_task, load_meta_policy
+
+    _, spec = _usage_errors(load_meta_policy, args.policy, args.family)
+    task = _usage_errors(held_out_task, spec.family, args.test_task, args.test_tasks, args.seed,
+                         **spec.family_options)
+    print(f"held-out task {args.test_task} of {args.test_tasks} (metarl eval --seed {args.seed}): "
+          f"{spec.family} {task}")
+    return task
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
     from metarl.render import render_adaptation
 
-    task = _parse_task(args.task)
+    task = _render_task(args)
     steps = _parse_steps(args.steps)
     size = _parse_size(args.size)
     info = _usage_errors(
@@ -350,15 +368,21 @@ def _add_render(subparsers) -> None:
         "families only.",
     )
     p.add_argument("policy", metavar="RUN_DIR|POLICY.pt", help="a run directory or a policy.pt file")
-    p.add_argument("--task", action="append", required=True, metavar="KEY=VALUE",
+    p.add_argument("--task", action="append", metavar="KEY=VALUE",
                    help="task key (repeatable), value read as YAML, e.g. --task velocity=1.5 or "
                    "--task goal=[1.0,-2.0]")
+    p.add_argument("--test-task", type=int, metavar="INDEX",
+                   help="instead of --task: task INDEX of the held-out set metarl eval scores with the same "
+                   "--seed (any family, e.g. a RandParams draw); the task is printed")
+    p.add_argument("--test-tasks", type=int, default=40,
+                   help="size of that held-out set, as metarl eval --tasks (default: %(default)s)")
     p.add_argument("--steps", required=True, help="comma-separated inner steps to show, e.g. 0,1,3")
     p.add_argument("--out", required=True, metavar="FILE.mp4|FILE.gif", help="the video to write")
     p.add_argument("--size", default="480x320", metavar="WxH", help="frame size (default: %(default)s)")
     p.add_argument("--episodes", type=int,
                    help="episodes per inner step for the adaptation (default: the policy's training episodes_per_task)")
-    p.add_argument("--seed", type=int, default=0, help="seed of adaptation and initial states (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of adaptation, initial states and --test-task's held-out set (default: 0)")
     p.add_argument("--horizon", type=int, help="episode length (default: the policy's training horizon)")
     p.add_argument("--layout", choices=["sequence", "side"], default="sequence",
                    help="episodes one after another or side by side (default: %(default)s)")
@@ -441,8 +465,8 @@ def _add_eval(subparsers) -> None:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from metarl.demo import run_demo
 
-    result = _usage_errors(run_demo, args.out, tasks=args.tasks, steps=args.steps, episodes=args.episodes,
-                           seed=args.seed, progress=not args.no_progress)
+    result = _usage_errors(run_demo, args.out, family=args.family, tasks=args.tasks, steps=args.steps,
+                           episodes=args.episodes, seed=args.seed, progress=not args.no_progress)
     record = result["eval"]
     print(f"shipped {record['family']} meta-policy on {record['num_tasks']} fresh held-out tasks "
           f"(seed {record['seed']}), mean return after 0..{record['steps']} steps:")
@@ -457,10 +481,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _add_demo(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="the shipped HalfCheetahVel meta-policy adapting on fresh tasks (plot + video)",
-        description="Evaluate the shipped HalfCheetahVel meta-policy on fresh held-out tasks against a random "
-        "policy, and render a before/after-adaptation video. A few minutes on two cores.",
+        "demo", help="a shipped meta-policy adapting on fresh tasks (plot + video)",
+        description="Evaluate a shipped meta-policy (policies/pretrained/) on fresh held-out tasks against a "
+        "random policy, and render a before/after-adaptation video. A few minutes on two cores.",
     )
+    p.add_argument("--family", default="HalfCheetahVel",
+                   help="the family whose shipped meta-policy to show (default: %(default)s; shipped: "
+                   "see policies/pretrained/)")
     p.add_argument("--out", default="runs/demo", help="output directory (default: %(default)s)")
     p.add_argument("--tasks", type=int, default=10, help="held-out tasks (default: %(default)s)")
     p.add_argument("--steps", type=int, default=2, help="inner gradient steps (default: %(default)s)")

@@ -1,4 +1,4 @@
-"""``metarl demo``: the shipped HalfCheetahVel meta-policy adapting on fresh held-out tasks."""
+"""``metarl demo``: a shipped meta-policy (HalfCheetahVel by default) adapting on fresh held-out tasks."""
 
 from __future__ import annotations
 

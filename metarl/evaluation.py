@@ -123,6 +123,24 @@ def choose_inner_lr(params: dict, spec: PolicySpec, steps: int, episodes: int, s
     return max(finite, key=scores.get), scores
 
 
+def held_out_task(family: str, index: int, num_tasks: int = 40, seed: int = 0, **options) -> dict:
+    """Task ``index`` of the held-out set that ``metarl eval --tasks num_tasks --seed seed`` scores.
+
+    Args:
+        family: the family's name; options as for :func:`envs.task_split`.
+        index: 0 <= index < num_tasks.
+
+    Raises:
+        ValueError: an index outside the set, naming the flags a user gives it with.
+    """
+    num_tasks = check_int("--test-tasks", num_tasks, 1)
+    check_int("--seed", seed, 0)
+    if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < num_tasks:
+        raise ValueError(f"--test-task must be an integer in [0, {num_tasks - 1}] (the held-out set has "
+                         f"{num_tasks} tasks; --test-tasks sets its size), got {index!r}")
+    return envs.task_split(family, "test", num_tasks, seed, **options)[int(index)]
+
+
 def default_baselines(family: str) -> tuple[str, ...]:
     """Every baseline defined for ``family`` (no oracle for the dynamics families)."""
     return tuple(b for b in BASELINES if b != "oracle" or not envs.get_family(family).dynamics)

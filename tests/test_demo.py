@@ -42,16 +42,28 @@ def test_demo_writes_plot_and_video(tmp_path):
     assert set(result["eval"]["methods"]) == {"maml", "random"}
 
 
+def test_demo_of_another_shipped_family(tmp_path):
+    result = run_demo(tmp_path / "demo", family="HalfCheetahDir", tasks=2, steps=1, episodes=2, seed=3,
+                      size=(64, 48), progress=False)
+    assert result["eval"]["family"] == "HalfCheetahDir" and (tmp_path / "demo" / "adaptation.mp4").is_file()
+    assert result["eval"]["tasks"][0] in ({"direction": 1.0}, {"direction": -1.0})
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--tasks", "1"], "--tasks must be an integer >= 2, got 1"),
     (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
     (["--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
     (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
     (["--tasks", "many"], "invalid int value"),
+    (["--family", "{unshipped}"], "no shipped meta-policy for {unshipped}; shipped: HalfCheetahDir, "),
+    (["--family", "Cheetah"], "no shipped meta-policy for Cheetah"),
 ])
 def test_demo_bad_input_exits_2_and_writes_nothing(argv, message, tmp_path, capsys):
     from metarl.cli import main
 
+    unshipped = next(f for f in envs.FAMILIES if not (SHIPPED / f"{f}.pt").exists())
+    argv = [a.format(unshipped=unshipped) for a in argv]
+    message = message.format(unshipped=unshipped)
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--out", str(tmp_path / "demo"), "--no-progress", *argv])
     err = capsys.readouterr().err

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+import envs
 from metarl import config
 from metarl.cli import main
+from metarl.evaluation import held_out_task
 from metarl.policy_spec import spec_from_config
 from metarl.render import _Captioner, render_adaptation
 from policies import gaussian
@@ -128,6 +130,7 @@ BAD = {
     "bad layout": (["--layout", "grid"], "invalid choice"),
     "other family": (["--family", "AntDir"], "trained on HalfCheetahVel"),
     "navigation policy": (["{nav}", "--task", "goal=[0.1,0.2]"], "MuJoCo family"),
+    "task and test task": (["--test-task", "0"], "not both"),
 }
 
 
@@ -150,3 +153,35 @@ def test_cli_bad_input_exits_2_and_writes_nothing(case, policies_dir, tmp_path, 
     assert message in err, err
     assert not list(tmp_path.iterdir())
     assert set(policies_dir.iterdir()) == before
+
+
+def test_test_task_picks_the_held_out_task_eval_scores(policies_dir, tmp_path, capsys):
+    # a RandParams task is arrays of multipliers: --test-task names it by its index in eval's held-out set
+    gen = torch.Generator().manual_seed(1)
+    path = tmp_path / "hopper.pt"
+    gaussian.save_policy(path, gaussian.init_params(11, 3, (8,), generator=gen), _meta("HopperRandParams", 11, 3))
+    out = tmp_path / "hopper.gif"
+    code = main(["render", str(path), "--test-task", "2", "--test-tasks", "5", "--seed", "3", "--steps", "0",
+                 "--out", str(out), "--size", "64x48", "--episodes", "1", "--no-progress"])
+    assert code == 0 and out.stat().st_size > 0
+    printed = capsys.readouterr().out
+    expected = envs.task_split("HopperRandParams", "test", 5, 3)[2]
+    assert expected == held_out_task("HopperRandParams", 2, 5, 3)
+    assert f"held-out task 2 of 5 (metarl eval --seed 3): HopperRandParams {expected}" in printed
+    assert expected != envs.task_split("HopperRandParams", "test", 5, 4)[2]  # the seed chooses the set
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--test-task", "40"], "--test-task must be an integer in [0, 39]"),
+    (["--test-task", "-1"], "--test-task must be an integer in [0, 39]"),
+    (["--test-task", "3", "--test-tasks", "3"], "--test-task must be an integer in [0, 2]"),
+    (["--test-task", "0", "--test-tasks", "0"], "--test-tasks must be an integer >= 1"),
+    ([], "give the task"),
+])
+def test_test_task_bad_input_exits_2_and_writes_nothing(argv, message, policies_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["render", str(policies_dir / "hcv.pt"), "--steps", "0", "--out", str(tmp_path / "v.gif"),
+              "--no-progress", *argv])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("metarl: error: ") and err.count("\n") == 1 and message in err
+    assert not list(tmp_path.iterdir())
