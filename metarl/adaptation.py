@@ -54,6 +54,45 @@ def vpg_loss(params: dict, obs: torch.Tensor, actions: torch.Tensor, adv: torch.
     return -masked_mean(gaussian.log_prob(mean, log_std, actions) * adv, mask)
 
 
+INNER_ESTIMATORS = ("vpg", "lvc", "dice")
+
+
+def inner_loss(params: dict, obs: torch.Tensor, actions: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+               activation: str = "tanh", estimator: str = "vpg") -> torch.Tensor:
+    """Inner loss of one task under one of :data:`INNER_ESTIMATORS`.
+
+    All three have the same value-free gradient, the policy gradient ``-mean_s grad log pi(a_s|s_s) A_s``
+    over valid steps ``s``, so an inner step moves the policy identically; they differ in their
+    Hessian, which is what the second-order meta-gradient differentiates (ProMP, Rothfuss et al. 2019):
+
+    - ``vpg``: ``-mean(log pi * A)``, Hessian ``-mean(A_s grad^2 log pi_s)``: MAML's, which drops the
+      curvature that comes from the episodes' dependence on the policy;
+    - ``lvc``: ``-mean(pi / stop(pi) * A)`` (low variance curvature), Hessian
+      ``-mean(A_s (grad^2 log pi_s + g_s g_s^T))``, ``g_s = grad log pi_s``: each step's own term of it;
+    - ``dice``: ``-mean_s(box(sum_{u<=s} log pi_u) * (A_s - A_{s+1}))``, ``box(x) = exp(x - stop(x))``
+      (DiCE, Foerster et al. 2018): since the weights telescope to ``A_s``, its gradient is the same,
+      and its Hessian has every cross-step term ``G_s G_s^T``, ``G_s = sum_{u<=s} g_u``, weighted by
+      ``A_s - A_{s+1}``: unbiased and of high variance.
+
+    Args:
+        params: one task's parameters (no task axis).
+        obs: ``[E, H, obs_dim]``; actions ``[E, H, act_dim]``; adv, mask ``[E, H]`` (adv zero where
+            ``mask`` is, as :func:`advantages` returns it).
+        estimator: a name in :data:`INNER_ESTIMATORS`.
+    """
+    if estimator == "vpg":
+        return vpg_loss(params, obs, actions, adv, mask, activation)
+    mean, log_std = gaussian.mean_log_std(params, obs, activation)
+    logp = gaussian.log_prob(mean, log_std, actions) * mask
+    if estimator == "lvc":
+        return -masked_mean(torch.exp(logp - logp.detach()) * adv, mask)
+    if estimator == "dice":
+        cum = torch.cumsum(logp, dim=-1)
+        weight = adv - torch.nn.functional.pad(adv[..., 1:], (0, 1))
+        return -masked_mean(torch.exp(cum - cum.detach()) * weight, mask)
+    raise ValueError(f"inner estimator must be one of {', '.join(INNER_ESTIMATORS)}, got {estimator!r}")
+
+
 def inner_update(params: dict, loss_fn, task_data: tuple, lr: float, steps: int = 1,
                  first_order: bool = False, per_task: bool = False) -> dict:
     """Model-agnostic inner loop: ``steps`` gradient steps on each task's loss, all tasks at once.
@@ -83,7 +122,7 @@ def inner_update(params: dict, loss_fn, task_data: tuple, lr: float, steps: int 
 
 
 def adapt(params: dict, episodes: Episodes, lr: float, steps: int = 1, first_order: bool = False, *,
-          advantages: torch.Tensor, activation: str = "tanh") -> dict:
+          advantages: torch.Tensor, activation: str = "tanh", estimator: str = "vpg") -> dict:
     """Adapt the policy to every task with ``steps`` inner VPG steps on its episodes.
 
     Args:
@@ -94,28 +133,32 @@ def adapt(params: dict, episodes: Episodes, lr: float, steps: int = 1, first_ord
         first_order: drop the second-order term (the inner gradient is treated as a constant).
         advantages: ``[T, E, H]`` (see :func:`advantages`).
         activation: the policy's activation.
+        estimator: the inner loss (:func:`inner_loss`); the step is the same for all, the
+            meta-gradient through it is not.
 
     Returns:
         Per-task parameters, every tensor ``[T, ...]``, differentiable w.r.t. ``params``.
     """
+    if estimator not in INNER_ESTIMATORS:
+        raise ValueError(f"inner estimator must be one of {', '.join(INNER_ESTIMATORS)}, got {estimator!r}")
 
     def loss(p, obs, actions, adv, mask):
-        return vpg_loss(p, obs, actions, adv, mask, activation)
+        return inner_loss(p, obs, actions, adv, mask, activation, estimator)
 
     data = (episodes.obs, episodes.actions, advantages, episodes.mask)
     return inner_update(params, loss, data, lr, steps, first_order, gaussian.has_task_axis(params))
 
 
 def adapt_reference(params: dict, episodes: Episodes, lr: float, steps: int = 1, first_order: bool = False, *,
-                    advantages: torch.Tensor, activation: str = "tanh") -> dict:
+                    advantages: torch.Tensor, activation: str = "tanh", estimator: str = "vpg") -> dict:
     """:func:`adapt` as a Python loop over tasks with ``torch.autograd.grad`` (tests, benchmarks)."""
     per_task = []
     for t in range(episodes.num_tasks):
         p = {k: (v[t] if gaussian.has_task_axis(params) else v) for k, v in params.items()}
         p = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in p.items()}
         for _ in range(steps):
-            loss = vpg_loss(p, episodes.obs[t], episodes.actions[t], advantages[t], episodes.mask[t],
-                            activation)
+            loss = inner_loss(p, episodes.obs[t], episodes.actions[t], advantages[t], episodes.mask[t],
+                              activation, estimator)
             needs_graph = not first_order and torch.is_grad_enabled()
             gs = torch.autograd.grad(loss, list(p.values()), create_graph=needs_graph)
             p = {k: v - lr * (g.detach() if first_order else g)

@@ -1,5 +1,6 @@
-"""Meta-learners sharing one core: MAML-TRPO, MAML-PPO (ProMP-style) and MAML-VPG, each optionally
-first-order. All operate on parameter dicts and ``[T, E, H]`` batches; nothing loops over tasks.
+"""Meta-learners sharing one core: MAML-TRPO, MAML-PPO, ProMP (MAML-PPO with the LVC inner loss),
+MAML-VPG, each optionally first-order, and Reptile. All operate on parameter dicts and ``[T, E, H]``
+batches; nothing loops over tasks.
 
 The outer objective is the importance-weighted surrogate of the post-adaptation episodes, with the
 adaptation ``theta -> theta'_t`` (one :func:`metarl.adaptation.adapt` per inner step) inside it, so
@@ -50,23 +51,25 @@ def task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def adapted_params(params: dict, batch: MetaBatch, inner_lr: float, first_order: bool,
-                   activation: str) -> dict:
-    """Per-task parameters after one inner step on each of ``batch.inner``."""
+                   activation: str, estimator: str = "vpg") -> dict:
+    """Per-task parameters after one inner step on each of ``batch.inner`` (``estimator``: the inner
+    loss whose Hessian the meta-gradient sees, :func:`metarl.adaptation.inner_loss`)."""
     p = params
     for episodes, adv in zip(batch.inner, batch.inner_adv, strict=True):
-        p = adapt(p, episodes, inner_lr, 1, first_order, advantages=adv, activation=activation)
+        p = adapt(p, episodes, inner_lr, 1, first_order, advantages=adv, activation=activation, estimator=estimator)
     return p
 
 
-def outer_policy(params: dict, batch: MetaBatch, inner_lr: float, first_order: bool, activation: str):
+def outer_policy(params: dict, batch: MetaBatch, inner_lr: float, first_order: bool, activation: str,
+                 estimator: str = "vpg"):
     """``(mean [T, E, H, act], log_std [T, 1, 1, act])`` of the adapted policies on the outer episodes."""
-    adapted = adapted_params(params, batch, inner_lr, first_order, activation)
+    adapted = adapted_params(params, batch, inner_lr, first_order, activation, estimator)
     mean, log_std = gaussian.forward(adapted, batch.outer.obs, activation)
     return mean, log_std[:, None, None, :]
 
 
 def surrogate_and_kl(params: dict, batch: MetaBatch, old: OldPolicy | None, *, inner_lr: float,
-                     first_order: bool, activation: str, clip: float | None = None):
+                     first_order: bool, activation: str, clip: float | None = None, estimator: str = "vpg"):
     """Outer loss (minus the surrogate advantage) and mean KL(old || new) of the adapted policies.
 
     Args:
@@ -78,7 +81,7 @@ def surrogate_and_kl(params: dict, batch: MetaBatch, old: OldPolicy | None, *, i
     Returns:
         ``(loss, kl, old)``; both scalars averaged over tasks.
     """
-    mean, log_std = outer_policy(params, batch, inner_lr, first_order, activation)
+    mean, log_std = outer_policy(params, batch, inner_lr, first_order, activation, estimator)
     if old is None:
         logp = gaussian.log_prob(mean, log_std, batch.outer.actions)
         old = OldPolicy(mean.detach(), log_std.detach(), logp.detach())
@@ -137,7 +140,8 @@ def _outputs_to_loss_kl(mean, log_std, old: OldPolicy, batch: MetaBatch, clip: f
 
 def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: bool, activation: str,
               max_kl: float, cg_iters: int, cg_damping: float, ls_max_steps: int,
-              ls_backtrack_ratio: float, fisher_subsample: int = 1, timings: dict | None = None) -> tuple[dict, dict]:
+              ls_backtrack_ratio: float, fisher_subsample: int = 1, timings: dict | None = None,
+              estimator: str = "vpg") -> tuple[dict, dict]:
     """One MAML-TRPO outer step.
 
     Natural-gradient direction by conjugate gradient on the Hessian of the mean KL of the adapted
@@ -173,7 +177,7 @@ def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: b
         (-1 when rejected) and ``accepted``.
     """
     clock = time.perf_counter()
-    hyper = {"inner_lr": inner_lr, "first_order": first_order, "activation": activation}
+    hyper = {"inner_lr": inner_lr, "first_order": first_order, "activation": activation, "estimator": estimator}
     theta = {k: v.detach().requires_grad_() for k, v in params.items()}
     leaves = list(theta.values())
     adapted = adapted_params(theta, batch, **hyper)
@@ -216,7 +220,7 @@ def trpo_step(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: b
 
 def _meta_fisher_vector_product(theta: dict, adapted: dict, batch: MetaBatch, old_log_std: torch.Tensor,
                                 subsample: int, damping: float, *, inner_lr: float, first_order: bool,
-                                activation: str):
+                                activation: str, estimator: str = "vpg"):
     """``v -> (sum_t A_t J_t^T M_t J_t A_t + damping I) v`` for one inner step (see :func:`trpo_step`).
 
     Args:
@@ -237,7 +241,7 @@ def _meta_fisher_vector_product(theta: dict, adapted: dict, batch: MetaBatch, ol
     theta_t = {name: x.unsqueeze(0).expand(T, *x.shape) for name, x in theta.items()}
     inner = Episodes(*(x[:, :, ::k] for x in batch.inner[0]))
     moved = adapt(theta_t, inner, inner_lr, 1, first_order, advantages=batch.inner_adv[0][:, :, ::k],
-                  activation=activation)
+                  activation=activation, estimator=estimator)
     moved_list, theta_t_list = list(moved.values()), list(theta_t.values())
     # J_t^T M_t J_t: the adapted policies' Fisher in their own parameters, on every k-th outer step
     at = {name: x.detach().requires_grad_() for name, x in adapted.items()}
@@ -314,7 +318,8 @@ def _line_search(theta: dict, direction: torch.Tensor, shs: torch.Tensor, loss_b
 
 def trpo_step_reference(params: dict, batch: MetaBatch, *, inner_lr: float, first_order: bool,
                         activation: str, max_kl: float, cg_iters: int, cg_damping: float,
-                        ls_max_steps: int, ls_backtrack_ratio: float) -> tuple[dict, dict, torch.Tensor]:
+                        ls_max_steps: int, ls_backtrack_ratio: float,
+                        estimator: str = "vpg") -> tuple[dict, dict, torch.Tensor]:
     """:func:`trpo_step` the textbook way, for tests and benchmarks: adaptation and policy evaluation
     in a Python loop over tasks, Hessian-vector products by double backward of the KL (as
     pytorch-maml-rl). Returns ``(new_params, stats, direction)``."""
@@ -322,7 +327,8 @@ def trpo_step_reference(params: dict, batch: MetaBatch, *, inner_lr: float, firs
 
     def outputs(p):
         for episodes, adv in zip(batch.inner, batch.inner_adv, strict=True):
-            p = adapt_reference(p, episodes, inner_lr, 1, first_order, advantages=adv, activation=activation)
+            p = adapt_reference(p, episodes, inner_lr, 1, first_order, advantages=adv, activation=activation,
+                                estimator=estimator)
         per_task = [gaussian.mean_log_std({k: v[t] for k, v in p.items()}, batch.outer.obs[t], activation)
                     for t in range(batch.outer.num_tasks)]
         return torch.stack([m for m, _ in per_task]), torch.stack([s for _, s in per_task])[:, None, None, :]
@@ -356,7 +362,7 @@ def trpo_step_reference(params: dict, batch: MetaBatch, *, inner_lr: float, firs
 
 def first_order_policy_step(params: dict, batch: MetaBatch, optimizer: torch.optim.Optimizer, *,
                             inner_lr: float, first_order: bool, activation: str, epochs: int,
-                            clip: float | None, inner_kl_penalty: float) -> dict:
+                            clip: float | None, inner_kl_penalty: float, estimator: str = "vpg") -> dict:
     """MAML-PPO (``clip`` set, several epochs) or MAML-VPG (``clip=None``, one epoch) outer step.
 
     ``params`` are the optimizer's leaf tensors, updated in place. Every epoch re-adapts from the
@@ -370,7 +376,7 @@ def first_order_policy_step(params: dict, batch: MetaBatch, optimizer: torch.opt
         starting policy), the last three at the parameters the step ends at; ``accepted`` is True
         (these learners always keep their step; the trainer rejects non-finite ones).
     """
-    hyper = {"inner_lr": inner_lr, "first_order": first_order, "activation": activation}
+    hyper = {"inner_lr": inner_lr, "first_order": first_order, "activation": activation, "estimator": estimator}
     first = batch.inner[0]
     with torch.no_grad():  # copies: forward returns the log_std parameter itself, which the optimiser moves
         pre_mean, pre_log_std = (x.clone() for x in gaussian.forward(params, first.obs, activation))
@@ -392,6 +398,37 @@ def first_order_policy_step(params: dict, batch: MetaBatch, optimizer: torch.opt
         loss, kl, _ = surrogate_and_kl(params, batch, old, clip=clip, **hyper)
         stats.update(loss_after=float(loss), kl=float(kl), inner_kl=float(inner_kl_of(params)), accepted=True)
     return stats
+
+
+def reptile_step(params: dict, batch: MetaBatch, *, inner_lr: float, activation: str, epsilon: float) -> dict:
+    """One Reptile step for RL (Nichol, Achiam, Schulman 2018): ``theta <- theta + epsilon * mean_t(theta'_t -
+    theta)``.
+
+    ``theta'_t`` is task t's policy after one VPG step on each of ``batch.inner`` and then one more on
+    ``batch.outer``: the episodes that measure the post-adaptation return also give the last inner
+    step, so no episode is sampled for logging alone (``inner_steps = k`` moves toward ``k + 1`` steps).
+    ``params`` (leaf tensors) are updated in place.
+
+    Returns:
+        stats as the MAML learners report them: ``loss_before`` and ``loss_after``, the outer surrogate
+        loss of the adapted policies (:func:`surrogate_and_kl`) at the starting and the new parameters;
+        ``kl`` of the adapted policies from the starting ones; ``accepted`` True (non-finite steps are
+        rejected by the trainer).
+    """
+    hyper = {"inner_lr": inner_lr, "first_order": True, "activation": activation}
+    with torch.no_grad():
+        adapted = adapted_params(params, batch, **hyper)
+        adapted = adapt(adapted, batch.outer, inner_lr, 1, True, advantages=batch.outer_adv, activation=activation)
+        loss_before, _, old = surrogate_and_kl(params, batch, None, **hyper)
+        for k, v in params.items():
+            v.add_(epsilon * (adapted[k].mean(0) - v))
+        loss_after, kl, _ = surrogate_and_kl(params, batch, old, **hyper)
+    return {"loss_before": float(loss_before), "loss_after": float(loss_after), "kl": float(kl), "accepted": True}
+
+
+def reptile_epsilon(iteration: int, iterations: int, start: float, end: float) -> float:
+    """Reptile's step size at ``iteration`` (0-based) of ``iterations``, linear from ``start`` to ``end``."""
+    return start + (end - start) * iteration / max(iterations - 1, 1)
 
 
 def adapt_penalty(penalty: float, inner_kl: float, target: float) -> float:

@@ -5,7 +5,7 @@ max KL 0.01, 10 CG iterations, CG damping 1e-5, line search 15 x 0.8, gamma 0.99
 paper, Finn et al. 2017, and pytorch-maml-rl); KL Hessian-vector products on every fifth step (as
 OpenAI baselines' TRPO; our measurement in benchmarks/README.md); PPO outer lr 1e-3, 5 epochs, clip
 0.3, inner KL target 0.01 with initial penalty 5e-4 (ProMP, Rothfuss et al. 2019); 64x64 tanh policy
-(pytorch-maml-rl, ProMP).
+(pytorch-maml-rl, ProMP); Reptile's step size annealed linearly to 0 (Nichol, Achiam, Schulman 2018).
 """
 
 from __future__ import annotations
@@ -13,12 +13,16 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-ALGOS = ("trpo", "ppo", "vpg")
+ALGOS = ("trpo", "maml-ppo", "promp", "vpg", "reptile")
+INNER_ESTIMATORS = ("vpg", "lvc", "dice")  # metarl.adaptation.INNER_ESTIMATORS, without importing torch here
+# Names a config may still use; each maps to its current name with a warning.
+RENAMED_ALGOS = {"ppo": "maml-ppo"}
 
 
 @dataclass
@@ -28,9 +32,14 @@ class Config:
     family_options: dict = field(default_factory=dict)
     """family options, e.g. {max_velocity: 3.0} or {terminate_when_unhealthy: false}"""
     algo: str = "trpo"
-    """outer optimiser: trpo (MAML-TRPO), ppo (MAML-PPO, ProMP-style) or vpg (MAML-VPG)"""
+    """meta-learner: trpo (MAML-TRPO), maml-ppo (MAML with a clipped PPO outer step and MAML's VPG inner
+    loss; called ppo before), promp (ProMP: maml-ppo with the LVC inner loss), vpg (MAML-VPG) or reptile
+    (first-order: move toward each task's adapted parameters)"""
     first_order: bool = False
     """first-order MAML: drop the second-order term of the meta-gradient"""
+    inner_estimator: str | None = None
+    """inner loss whose curvature the second-order meta-gradient sees: vpg, lvc or dice (all give the same
+    inner step; metarl.adaptation.inner_loss); null: lvc for promp, vpg otherwise"""
     iterations: int = 500
     """meta-iterations (outer steps)"""
     meta_batch_size: int = 40
@@ -71,15 +80,19 @@ class Config:
     episode (1: all, the exact Hessian; 5, as OpenAI baselines' TRPO: an outer step 2.5-3.6x cheaper
     that learned as the exact one, benchmarks/README.md); the meta-gradient always uses every step"""
     outer_lr: float = 1e-3
-    """PPO/VPG: Adam learning rate"""
+    """maml-ppo, promp, vpg: Adam learning rate"""
     ppo_epochs: int = 5
-    """PPO: optimisation epochs per meta-iteration (re-adapting each epoch)"""
+    """maml-ppo, promp: optimisation epochs per meta-iteration (re-adapting each epoch)"""
     ppo_clip: float = 0.3
-    """PPO: clipping range of the likelihood ratio"""
+    """maml-ppo, promp: clipping range of the likelihood ratio"""
     inner_kl_penalty: float = 5e-4
-    """PPO: initial coefficient of the inner-step KL penalty (0 disables it)"""
+    """maml-ppo, promp: initial coefficient of the inner-step KL penalty (0 disables it)"""
     inner_kl_target: float = 0.01
-    """PPO: target of the inner-step KL for the adaptive penalty"""
+    """maml-ppo, promp: target of the inner-step KL for the adaptive penalty"""
+    reptile_eps: float = 1.0
+    """Reptile: step size toward the tasks' mean adapted parameters at the first iteration"""
+    reptile_eps_end: float = 0.0
+    """Reptile: step size reached (linearly) at the last iteration"""
     seed: int = 0
     """seed of tasks, initial states, action noise and initial weights"""
     device: str = "cpu"
@@ -127,6 +140,11 @@ def check(cfg: Config) -> Config:
     envs.get_family(cfg.family)
     rules = [
         (cfg.algo in ALGOS, "algo", f"must be one of {', '.join(ALGOS)}"),
+        (cfg.inner_estimator in (None, *INNER_ESTIMATORS), "inner_estimator",
+         f"must be one of {', '.join(INNER_ESTIMATORS)} or null"),
+        (cfg.inner_estimator is None or not (cfg.first_order or cfg.algo == "reptile"), "inner_estimator",
+         "changes only the second-order meta-gradient, so it has no effect with first_order: true or algo: "
+         "reptile; leave it null"),
         (cfg.iterations >= 1, "iterations", "must be >= 1"),
         (cfg.meta_batch_size >= 1, "meta_batch_size", "must be >= 1 (number of tasks)"),
         (cfg.episodes_per_task >= 1, "episodes_per_task", "must be >= 1"),
@@ -150,6 +168,8 @@ def check(cfg: Config) -> Config:
         (0 < cfg.ppo_clip < 1, "ppo_clip", "must be in (0, 1)"),
         (cfg.inner_kl_penalty >= 0, "inner_kl_penalty", "must be >= 0"),
         (cfg.inner_kl_target > 0, "inner_kl_target", "must be > 0"),
+        (cfg.reptile_eps > 0, "reptile_eps", "must be > 0"),
+        (0 <= cfg.reptile_eps_end <= cfg.reptile_eps, "reptile_eps_end", "must be in [0, reptile_eps]"),
         (cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "device", "must be cpu or cuda"),
         (cfg.nthread >= 0, "nthread", "must be >= 0"),
         (cfg.checkpoint_every >= 1, "checkpoint_every", "must be >= 1"),
@@ -169,6 +189,11 @@ def from_dict(values: dict, source: str = "config") -> Config:
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise ValueError(f"{source}: unknown config key(s) {unknown}; valid keys: {', '.join(FIELDS)}")
+    algo = values.get("algo")
+    if isinstance(algo, str) and algo in RENAMED_ALGOS:
+        warnings.warn(f"{source}: algo {algo!r} is now called {RENAMED_ALGOS[algo]!r} (MAML with a PPO outer step "
+                      "and the VPG inner loss; ProMP is 'promp'); running it as such", stacklevel=2)
+        values = {**values, "algo": RENAMED_ALGOS[algo]}
     return check(Config(**values))
 
 

@@ -30,6 +30,9 @@ from metarl.policy_spec import spec_from_config
 from metarl.sampling import Sampler
 from policies import gaussian
 
+ADAM_ALGOS = ("maml-ppo", "promp", "vpg")
+CLIPPED_ALGOS = ("maml-ppo", "promp")  # clipped outer surrogate, several epochs, adaptive inner-KL penalty
+
 CSV_FIELDS = [
     "iteration", "env_steps", "pre_return", "post_return", "kl", "loss_before", "loss_after", "accepted", "ls_steps",
     "nonfinite", "inner_kl_penalty", "time_sampling", "time_adapt", "time_outer", "time_total", "wall_clock",
@@ -85,9 +88,10 @@ class Trainer:
                                       init_std=cfg.init_std, generator=init_gen)
         self.params = {k: v.to(self.device).requires_grad_() for k, v in params.items()}
         self.optimizer = None
-        if cfg.algo != "trpo":
+        if cfg.algo in ADAM_ALGOS:
             self.optimizer = torch.optim.Adam(list(self.params.values()), lr=cfg.outer_lr)
-        self.penalty = cfg.inner_kl_penalty if cfg.algo == "ppo" else 0.0
+        self.penalty = cfg.inner_kl_penalty if cfg.algo in CLIPPED_ALGOS else 0.0
+        self.estimator = cfg.inner_estimator or ("lvc" if cfg.algo == "promp" else "vpg")
         self.iteration, self.env_steps, self.wall_clock = 0, 0, 0.0
         self.nonfinite_streak = 0
         self.restarts_before = 0  # sampler worker replacements in earlier sessions of this run
@@ -183,7 +187,12 @@ class Trainer:
     def outer_step(self, batch: algos.MetaBatch) -> dict:
         """Update the meta-parameters with the configured learner; returns its stats."""
         cfg = self.cfg
-        hyper = {"inner_lr": cfg.inner_lr, "first_order": cfg.first_order, "activation": cfg.activation}
+        if cfg.algo == "reptile":
+            eps = algos.reptile_epsilon(self.iteration, cfg.iterations, cfg.reptile_eps, cfg.reptile_eps_end)
+            return algos.reptile_step(self.params, batch, inner_lr=cfg.inner_lr, activation=cfg.activation,
+                                      epsilon=eps)
+        hyper = {"inner_lr": cfg.inner_lr, "first_order": cfg.first_order, "activation": cfg.activation,
+                 "estimator": self.estimator}
         if cfg.algo == "trpo":
             new, stats = algos.trpo_step(
                 self.params, batch, **hyper, max_kl=cfg.max_kl, cg_iters=cfg.cg_iters,
@@ -194,7 +203,7 @@ class Trainer:
                 for k, v in self.params.items():
                     v.copy_(new[k])
             return stats
-        ppo = cfg.algo == "ppo"
+        ppo = cfg.algo in CLIPPED_ALGOS
         stats = algos.first_order_policy_step(
             self.params, batch, self.optimizer, **hyper, epochs=cfg.ppo_epochs if ppo else 1,
             clip=cfg.ppo_clip if ppo else None, inner_kl_penalty=self.penalty,

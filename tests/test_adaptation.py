@@ -89,12 +89,15 @@ def test_first_order_equals_meta_gradient_with_detached_inner_gradient():
     assert any((a - c).abs().max() > 1e-6 for a, c in zip(fo, so, strict=True))  # second order matters
 
 
-def test_trpo_direction_equals_double_backward_reference():
+@pytest.mark.parametrize("estimator", ["vpg", "lvc", "dice"])
+def test_trpo_direction_equals_double_backward_reference(estimator):
     inner, inner_adv = _episodes(T=4, E=3, H=6, seed=5, dtype=torch.float64)
     outer, outer_adv = _episodes(T=4, E=3, H=6, seed=6, dtype=torch.float64)
     batch = algos.MetaBatch([inner], [inner_adv], outer, outer_adv)
     params = _params(dtype=torch.float64)
-    hyper = {"inner_lr": 0.3, "activation": "tanh", "cg_iters": 10, "cg_damping": 1e-5}
+    # 8 CG iterations: with DiCE's curvature this tiny system is so ill-conditioned that further iterations
+    # amplify the 1e-15 rounding differences between the two products into a 6e-5 change of direction
+    hyper = {"inner_lr": 0.3, "activation": "tanh", "cg_iters": 8, "cg_damping": 1e-5, "estimator": estimator}
     for first_order in (False, True):
         ref_new, ref_stats, ref = algos.trpo_step_reference(params, batch, first_order=first_order, max_kl=0.01,
                                                             ls_max_steps=15, ls_backtrack_ratio=0.5, **hyper)

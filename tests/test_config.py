@@ -39,7 +39,13 @@ def test_every_shipped_config_loads():
         ("meta_batch_size: 0\n", "'meta_batch_size' must be >= 1"),
         ("horizon: 0\n", "'horizon' must be >= 1"),
         ("max_kl: 0\n", "'max_kl' must be > 0"),
-        ("algo: sac\n", "'algo' must be one of trpo, ppo, vpg"),
+        ("algo: sac\n", "'algo' must be one of trpo, maml-ppo, promp, vpg, reptile, got 'sac'"),
+        ("inner_estimator: magic\n", "'inner_estimator' must be one of vpg, lvc, dice or null, got 'magic'"),
+        ("inner_estimator: 1\n", "'inner_estimator' must be str | None"),
+        ("algo: reptile\ninner_estimator: lvc\n", "'inner_estimator' changes only the second-order"),
+        ("first_order: true\ninner_estimator: dice\n", "no effect with first_order: true"),
+        ("reptile_eps: 0\n", "'reptile_eps' must be > 0"),
+        ("reptile_eps_end: 2.0\n", r"'reptile_eps_end' must be in \[0, reptile_eps\], got 2.0"),
         ("family: Humanoid\n", "unknown task family 'Humanoid'"),
         ("family_options: {max_speed: 3}\n", "unknown option"),
         ("- a\n- b\n", "must hold a mapping"),
@@ -68,3 +74,13 @@ def test_dump_and_load_round_trip(tmp_path):
     c = config.from_dict({"family": "Navigation2D", "iterations": 3, "horizon": 50})
     config.dump(c, tmp_path / "c.yaml")
     assert config.load(tmp_path / "c.yaml") == c
+
+
+def test_new_learner_keys_and_the_renamed_algo():
+    from metarl import adaptation
+
+    assert config.INNER_ESTIMATORS == adaptation.INNER_ESTIMATORS
+    assert config.from_dict({"algo": "promp", "inner_estimator": "dice"}).inner_estimator == "dice"
+    assert config.from_dict({"algo": "promp", "first_order": True}).inner_estimator is None
+    with pytest.warns(UserWarning, match="algo 'ppo' is now called 'maml-ppo'"):
+        assert config.from_dict({"algo": "ppo"}).algo == "maml-ppo"

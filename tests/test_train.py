@@ -98,9 +98,35 @@ def test_ppo_penalty_follows_the_inner_kl_it_measured(tmp_path, monkeypatch):
         return {"loss_before": 0.0, "loss_after": 0.0, "kl": 0.0, "inner_kl": next(inner_kls), "accepted": True}
 
     monkeypatch.setattr(algos, "first_order_policy_step", fake_step)
-    main(_tiny(tmp_path / "ppo", "--set", "iterations=3", "--set", "algo=ppo"))
+    main(_tiny(tmp_path / "ppo", "--set", "iterations=3", "--set", "algo=maml-ppo"))
     penalties = [float(r["inner_kl_penalty"]) for r in _rows(tmp_path / "ppo")]
     assert penalties == pytest.approx([1e-3, 2e-3, 1e-3])  # from 5e-4: doubled, doubled, halved
+
+
+def test_the_old_name_ppo_runs_as_maml_ppo_with_a_warning(tmp_path):
+    with pytest.warns(UserWarning, match="algo 'ppo' is now called 'maml-ppo'"):
+        main(_tiny(tmp_path / "ppo", "--set", "iterations=1", "--set", "algo=ppo"))
+    assert yaml.safe_load((tmp_path / "ppo" / "config.yaml").read_text())["algo"] == "maml-ppo"
+
+
+@pytest.mark.parametrize("algo", ["promp", "reptile"])
+def test_promp_and_reptile_learn_navigation2d(tmp_path, algo):
+    """10 iterations of the Navigation2D config (seed 1, 20 tasks x 20 episodes) with the other learners.
+
+    Measured (seed 1): post-adaptation return -95 at iteration 1; over iterations 8-10 ProMP -41 (+52)
+    with post - pre about 4.5, Reptile -61 (+35) with post - pre about 5.5 (seeds 2 and 3: +100 to +130
+    and gaps 3.7 to 8). Required: +15 and a gap of 1.5, well inside what was measured; a learner that
+    does not move, or moves away from adaptation, fails.
+    """
+    run = tmp_path / algo
+    assert main(["train", NAV, "--out", str(run), "--set", "iterations=10", "--set", f"algo={algo}",
+                 "--no-progress"]) == 0
+    rows = _rows(run)
+    pre = [float(r["pre_return"]) for r in rows]
+    post = [float(r["post_return"]) for r in rows]
+    late_post, late_gap = sum(post[-3:]) / 3, sum(b - a for a, b in zip(pre[-3:], post[-3:], strict=True)) / 3
+    assert late_post > post[0] + 15, (post[0], late_post)
+    assert late_gap > 1.5, late_gap
 
 
 def test_resuming_a_log_with_fewer_columns_keeps_one_header(tmp_path):
@@ -123,7 +149,8 @@ def test_resuming_a_log_with_fewer_columns_keeps_one_header(tmp_path):
     assert new[0]["sampler_restarts"] == "" and new[1]["sampler_restarts"] == "0"
 
 
-@pytest.mark.parametrize("algo, first_order", [("ppo", False), ("vpg", False), ("trpo", True), ("ppo", True)])
+@pytest.mark.parametrize("algo, first_order", [("maml-ppo", False), ("vpg", False), ("trpo", True), ("maml-ppo", True),
+                                              ("promp", False), ("reptile", False)])
 def test_every_learner_runs_and_moves_the_parameters(tmp_path, algo, first_order):
     run = tmp_path / "run"
     main(_tiny(run, "--set", f"algo={algo}", "--set", f"first_order={str(first_order).lower()}",
