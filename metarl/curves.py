@@ -69,6 +69,8 @@ def summarize(groups: list[tuple[str, list[Path]]], target: float, window: int) 
             # a run that never reached the target counts as infinitely slow in the median
             "median_wall_clock_s": _median_with_misses(reached, len(per_run)),
             "median_iteration": _median_with_misses(its, len(per_run)),
+            "median_env_steps": _median_with_misses(
+                [r["env_steps"] for r in per_run.values() if r["env_steps"] is not None], len(per_run)),
             "median_iteration_s": statistics.median(r["median_iteration_s"] for r in per_run.values()),
             "mean_final_post_return": statistics.mean(r["final_post_return"] for r in per_run.values()),
         }
@@ -83,23 +85,28 @@ def _median_with_misses(values: list[float], n: int):
 
 def table(summary: dict) -> str:
     w, t = summary["window"], summary["target"]
-    lines = [f"| group | run | iteration to {t:g} | wall-clock to {t:g} | s / iteration (sampling, outer) | "
-             f"post-adaptation return, last {w} |", "|---|---|---|---|---|---|"]
+    lines = [f"| group | run | iteration to {t:g} | env steps to {t:g} | wall-clock to {t:g} | "
+             f"s / iteration (sampling, outer) | post-adaptation return, last {w} |", "|---|---|---|---|---|---|---|"]
     for label, g in summary["groups"].items():
         for run, r in g["runs"].items():
             hit = "not reached" if r["iteration"] is None else f"{r['iteration']}"
             clock = "" if r["wall_clock_s"] is None else f"{r['wall_clock_s'] / 60:.2f} min"
-            lines.append(f"| {label} | {Path(run).name} | {hit} | {clock} | {r['median_iteration_s']:.2f} "
+            steps = "" if r["env_steps"] is None else f"{r['env_steps'] / 1e6:.1f}M"
+            lines.append(f"| {label} | {Path(run).name} | {hit} | {steps} | {clock} | {r['median_iteration_s']:.2f} "
                          f"({r['median_sampling_s']:.2f}, {r['median_outer_s']:.2f}) | {r['final_post_return']:.1f} |")
         med = g["median_wall_clock_s"]
         its = "not reached" if g["median_iteration"] is None else g["median_iteration"]
-        lines.append(f"| {label} | **median** | {its} | "
+        env = g["median_env_steps"]
+        lines.append(f"| {label} | **median** | {its} | {'not reached' if env is None else f'{env / 1e6:.1f}M'} | "
                      f"{'not reached' if med is None else f'{med / 60:.2f} min'} | {g['median_iteration_s']:.2f} | "
                      f"{g['mean_final_post_return']:.1f} (mean) |")
     return "\n".join(lines)
 
 
-def plot_time_to_target(groups: list[tuple[str, list[Path]]], window: int, target: float, path: Path) -> None:
+def plot_time_to_target(groups: list[tuple[str, list[Path]]], window: int, target: float, path: Path,
+                        x: str = "iteration") -> None:
+    """Post-adaptation return (``window`` mean) of each group, the mean over its seeds with a min-max band,
+    against ``x`` (``iteration`` or ``env_steps``, left) and wall-clock (right), with the target line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,12 +117,12 @@ def plot_time_to_target(groups: list[tuple[str, list[Path]]], window: int, targe
         progs = [read_progress(r) for r in runs]
         n = min(len(p["post_return"]) for p in progs)
         curves = np.stack([window_mean(p["post_return"], window)[:n] for p in progs])
-        its = progs[0]["iteration"][:n]
+        first = np.mean([p[x][:n] for p in progs], axis=0)
         clock = np.mean([p["wall_clock"][:n] for p in progs], axis=0) / 60.0
-        for ax, x in ((axes[0], its), (axes[1], clock)):
-            line, = ax.plot(x, curves.mean(0), label=f"{label} ({len(runs)} seeds)")
-            ax.fill_between(x, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
-    for ax, xlabel in ((axes[0], "meta-iteration"), (axes[1], "wall-clock of metarl train (min, mean over seeds)")):
+        for ax, xs in ((axes[0], first), (axes[1], clock)):
+            line, = ax.plot(xs, curves.mean(0), label=f"{label} ({len(runs)} seeds)")
+            ax.fill_between(xs, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
+    for ax, xlabel in ((axes[0], X_AXES[x]), (axes[1], "wall-clock of metarl train (min, mean over seeds)")):
         ax.axhline(target, color="grey", ls=":", lw=1)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)

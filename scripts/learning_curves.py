@@ -4,8 +4,8 @@ Each group is a label and the run directories of its seeds (their ``progress.csv
 finds the first iteration whose mean post-adaptation return over the last ``--window`` iterations
 reaches ``--target``, with ``metarl train``'s own wall-clock at that row, and prints a markdown table
 (per run, then the median over each group's seeds); ``--plot`` draws the post-adaptation return
-(window mean) against iteration and against wall-clock, each group as its seeds' mean with a band
-from their minimum to maximum.
+(window mean) against iteration (or env steps, ``--x env_steps``) and against wall-clock, each group
+as its seeds' mean with a band from their minimum to maximum.
 
     python scripts/learning_curves.py --group before runs/b1 runs/b2 runs/b3 \\
         --group after runs/a1 runs/a2 runs/a3 --target -40 --plot curves.png --json curves.json
@@ -28,6 +28,8 @@ def main(argv=None) -> None:
     parser.add_argument("--window", type=int, default=10, help="iterations in the moving mean")
     parser.add_argument("--plot", type=Path, help="write the curves to this PNG")
     parser.add_argument("--json", type=Path, help="write the summary to this JSON file")
+    parser.add_argument("--x", choices=["iteration", "env_steps"], default="iteration",
+                        help="horizontal axis of the left plot (the right one is wall-clock)")
     args = parser.parse_args(argv)
     if args.window < 1:
         parser.error(f"--window must be >= 1, got {args.window}")
@@ -42,7 +44,7 @@ def main(argv=None) -> None:
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     if args.plot:
-        plot_time_to_target(groups, args.window, args.target, args.plot)
+        plot_time_to_target(groups, args.window, args.target, args.plot, x=args.x)
         print(f"wrote {args.plot}")
 
 

@@ -4,7 +4,11 @@ Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in 
 
 ``shipped``
     the shipped meta-policies' evaluation against the MAML paper, from the model cards
-    ``policies/pretrained/<family>.json``.
+    ``policies/pretrained/<family>.json`` (the shipped seed and the mean over seeds);
+``families``
+    every locomotion family: shipped or not, and its result after one step, from the same cards.
+``sinusoid``
+    ``metarl sinusoid``'s errors, from ``benchmarks/results/sinusoid/sinusoid.json``;
 ``learning-fast``
     time and iterations to -40 on the fast config, exact against subsampled products, from
     ``benchmarks/results/learning-hcv-fast/summary.json`` (written by ``scripts/learning_curves.py``).
@@ -22,24 +26,73 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CARDS = ("HalfCheetahVel", "HalfCheetahDir")
+LOCOMOTION = ("HalfCheetahVel", "HalfCheetahDir", "AntVel", "AntDir", "AntGoal", "HopperRandParams",
+              "Walker2DRandParams")
 LEARNING_GROUPS = {"exact products (32b523e)": "commit 32b523e, exact KL Hessian-vector products",
                    "every 5th step (46892cb)": "this version (products on every fifth step, faster sampler)"}
 
 
+def cards(root: Path = ROOT) -> dict[str, dict]:
+    """The model cards ``policies/pretrained/<family>.json`` of the shipped families, in LOCOMOTION order."""
+    out = {}
+    for family in LOCOMOTION:
+        path = root / "policies" / "pretrained" / f"{family}.json"
+        if path.is_file():
+            out[family] = json.loads(path.read_text())
+    return out
+
+
+def _cells(values, bold_step=None) -> list[str]:
+    cells = [f"**{v:.1f}**" if k == bold_step else f"{v:.1f}" for k, v in enumerate(values)]
+    return cells + [""] * (4 - len(cells))
+
+
 def shipped_table(root: Path = ROOT) -> str:
     rows = ["| | ours 0 | 1 | 2 | 3 | paper (fig. 5) 0 | 1 | 2 | 3 |", "|---|---|---|---|---|---|---|---|---|"]
-    for family in CARDS:
-        card = json.loads((root / "policies" / "pretrained" / f"{family}.json").read_text())
-        methods, paper = card["evaluation"]["methods"], card["paper_figure_5"]
+    for family, card in cards(root).items():
+        methods, paper = card["evaluation"]["methods"], card.get("paper_figure_5")
+        if paper is None:
+            continue
+        across = card.get("across_seeds")
         for name in ("maml", "pretrained", "random", "oracle"):
-            ours = methods[name]["mean"]
             theirs = paper[name] if isinstance(paper[name], list) else [paper[name]]
-            label = {"maml": "MAML", "oracle": "oracle (not adapted)"}.get(name, name)
-            cells = [f"**{v:.1f}**" if name == "maml" and k == 1 else f"{v:.1f}" for k, v in enumerate(ours)]
-            cells += [""] * (4 - len(cells))
             ref = [f"{v:.1f}" for v in theirs] + [""] * (4 - len(theirs))
-            rows.append(f"| {family}, {label} | " + " | ".join(cells + ref) + " |")
+            if name == "maml":
+                label = f"MAML, seed {card['seed']} (shipped)"
+            elif name == "oracle":
+                label = "oracle (not adapted)"
+            else:
+                label = f"{name} (inner lr {methods[name]['inner_lr']:g})"
+            rows.append(f"| {family}, {label} | " + " | ".join(_cells(methods[name]["mean"], 1 if name == "maml"
+                                                                      else None) + ref) + " |")
+            if name == "maml" and across:
+                ci = across["maml"]["ci95_over_seeds"]
+                mean = [f"{v:.1f} [{lo:.1f}, {hi:.1f}]" for v, (lo, hi) in zip(across["maml"]["mean"], ci,
+                                                                               strict=True)]
+                rows.append(f"| {family}, MAML, mean of seeds {', '.join(str(s['seed']) for s in card['seeds'])} | "
+                            + " | ".join(mean + [""] * (4 - len(mean)) + [""] * 4) + " |")
+    return "\n".join(rows)
+
+
+def families_table(root: Path = ROOT) -> str:
+    """One row per locomotion family: shipped or not, MAML before and after one step, the pretrained
+    baseline after one step, the oracle and the share of its gap closed after one step."""
+    rows = ["| family | shipped | seeds | MAML 0 | MAML 1 | pretrained 1 | oracle | oracle gap closed after 1 step |",
+            "|---|---|---|---|---|---|---|---|"]
+    found = cards(root)
+    for family in LOCOMOTION:
+        card = found.get(family)
+        if card is None:
+            rows.append(f"| {family} | not yet | | | | | | |")
+            continue
+        m = card["evaluation"]["methods"]
+        gap = card["evaluation"].get("gap_closed_after_1_step")
+        across = card.get("across_seeds", {}).get("gap_closed_after_1_step")
+        gap_text = "" if gap is None else f"{gap:.2f}" + (f" (seeds: {across['mean']:.2f})" if across else "")
+        oracle = f"{m['oracle']['mean'][0]:.1f}" if "oracle" in m else "(dynamics: none)"
+        seeds = ", ".join(str(s["seed"]) for s in card.get("seeds", [{"seed": card["seed"]}]))
+        rows.append(f"| {family} | seed {card['seed']} | {seeds} | {m['maml']['mean'][0]:.1f} | "
+                    f"**{m['maml']['mean'][1]:.1f}** | {m['pretrained']['mean'][1]:.1f} | {oracle} | {gap_text} |")
     return "\n".join(rows)
 
 
@@ -56,7 +109,16 @@ def learning_table(root: Path = ROOT) -> str:
     return "\n".join(rows)
 
 
-TABLES = {"shipped": shipped_table, "learning-fast": learning_table}
+def sinusoid_table(root: Path = ROOT) -> str:
+    record = json.loads((root / "benchmarks" / "results" / "sinusoid" / "sinusoid.json").read_text())
+    rows = ["| after 0 / 1 / 10 steps | MSE |", "|---|---|"]
+    for name, mse in record["mse"].items():
+        rows.append(f"| {name} | {mse[0]:.2f} / {mse[1]:.2f} / {mse[10]:.2f} |")
+    return "\n".join(rows)
+
+
+TABLES = {"shipped": shipped_table, "families": families_table, "learning-fast": learning_table,
+          "sinusoid": sinusoid_table}
 
 
 def render(readme: str, root: Path = ROOT) -> tuple[str, list[str]]:

@@ -1,70 +1,193 @@
-"""Ship a trained meta-policy: copy RUN_DIR/policy.pt to policies/pretrained/<family>.pt with a model
-card <family>.json (config, seed, iterations, env steps, wall-clock, commit, eval results) and the
-evaluation plot <family>.png.
+"""Ship a family's meta-policy from several training seeds, each evaluated with ``metarl eval``.
 
-    python scripts/ship_policy.py RUN_DIR EVAL_DIR [--commit <training commit>]
+For every seed, its run's ``config.yaml``, ``progress.csv``, ``policy.pt`` and its evaluation's
+``adaptation.{json,csv,png}`` go to ``policies/pretrained/training/<family>-seed<S>/``. The seed given
+with ``--ship`` becomes ``policies/pretrained/<family>.pt``, with its plot ``<family>.png``, its
+``<family>.progress.csv`` and ``<family>.adaptation.json`` beside the model card ``<family>.json``. The
+card holds every seed's results, their mean across seeds with a 95% Student-t interval over seeds,
+the share of the oracle gap closed after one step, and the paper's figures where they exist.
+
+    python scripts/ship_policy.py FAMILY --seed-run RUN_DIR EVAL_DIR [--seed-run ...] --ship SEED \
+        [--commit TRAINING_COMMIT] [--why "why this seed"]
+
+Without ``--ship``, the seed whose MAML return after one step is the median of the seeds is shipped
+(representative, not the best on the test tasks).
 """
+
+from __future__ import annotations
 
 import argparse
 import csv
 import json
 import shutil
+import sys
 from pathlib import Path
 
-import torch
+import numpy as np
 import yaml
+from scipy import stats
 
-from policies import load_policy
+ROOT = Path(__file__).resolve().parent.parent
+DEST = ROOT / "policies" / "pretrained"
 
-PAPER = {  # MAML paper (Finn et al. 2017) figure 5, H = 200, mean return after 0/1/2/3 steps; oracle: its level
+# MAML paper (Finn et al. 2017) figure 5, H = 200, mean return after 0/1/2/3 steps; oracle: its level.
+PAPER = {
     "HalfCheetahVel": {"maml": [-129.5, -78.6, -66.6, -60.8], "pretrained": [-158.0, -135.4, -128.5, -133.6],
                        "random": [-254.8, -254.3, -246.8, -230.8], "oracle": -54.5},
     "HalfCheetahDir": {"maml": [-50.7, 293.2, 313.5, 315.7], "pretrained": [-43.0, -24.7, -12.8, 19.6],
                        "random": [-35.7, 21.8, 62.3, 86.2], "oracle": 442.7},
+    "AntVel": {"maml": [30.6, 96.7, 100.1, 101.4], "pretrained": [-1.8, 6.1, 8.5, 9.5],
+               "random": [-78.6, -62.8, -48.5, -35.6], "oracle": 107.9},
+    "AntDir": {"maml": [8.7, 499.1, 500.7, 499.1], "pretrained": [3.2, 1.3, 6.5, 6.9],
+               "random": [3.1, 9.2, 16.0, 26.1], "oracle": 524.8},
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("run", type=Path)
-    parser.add_argument("eval", type=Path)
-    parser.add_argument("--commit", help="commit the run was trained with (default: the one its checkpoint records)")
-    parser.add_argument("--dest", type=Path, default=Path(__file__).parent.parent / "policies" / "pretrained")
-    args = parser.parse_args()
-    _, meta = load_policy(args.run / "policy.pt")
-    family = meta["family"]
-    state = torch.load(args.run / "checkpoint.pt", map_location="cpu", weights_only=True)
-    with open(args.run / "progress.csv") as f:
+def seed_interval(values: list[float], level: float = 0.95) -> list[float]:
+    """Student-t interval of the mean of ``values`` (one per seed)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return [float(x.mean())] * 2
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return [float(x.mean() - half), float(x.mean() + half)]
+
+
+def gap_closed(methods: dict, step: int = 1) -> float | None:
+    """(MAML@step - pretrained@step) / (oracle - pretrained@step), or None without an oracle or pretrained."""
+    if "oracle" not in methods or "pretrained" not in methods:
+        return None
+    pre = methods["pretrained"]["mean"][step]
+    return (methods["maml"]["mean"][step] - pre) / (methods["oracle"]["mean"][0] - pre)
+
+
+def read_seed(run: Path, evaluation: Path) -> dict:
+    """One seed's run and evaluation, checked to belong together."""
+    for path in (run / "config.yaml", run / "progress.csv", run / "policy.pt", evaluation / "adaptation.json"):
+        if not path.is_file():
+            raise SystemExit(f"ship_policy: error: {path} not found")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    record = json.loads((evaluation / "adaptation.json").read_text())
+    if record["training"].get("seed") != cfg["seed"] or record["family"] != cfg["family"]:
+        raise SystemExit(f"ship_policy: error: {evaluation} evaluates a {record['family']} policy of seed "
+                         f"{record['training'].get('seed')}, but {run} is {cfg['family']} seed {cfg['seed']}")
+    with open(run / "progress.csv") as f:
         rows = list(csv.DictReader(f))
-    last = [r for r in rows if int(r["iteration"]) <= state["iteration"]][-10:]
-    record = json.loads((args.eval / "adaptation.json").read_text())
+    last = rows[-10:]
+    commit = None
+    if (run / "checkpoint.pt").is_file():
+        import torch
+
+        commit = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True).get("commit")
+    return {"run": run, "eval": evaluation, "config": cfg, "record": record, "rows": rows, "commit": commit,
+            "summary": {
+                "seed": cfg["seed"],
+                "iterations": int(rows[-1]["iteration"]),
+                "env_steps": int(rows[-1]["env_steps"]),
+                "training_wall_clock_s": round(float(rows[-1]["wall_clock"]), 1),
+                "last_10_iterations": {k: float(np.mean([float(r[k]) for r in last]))
+                                       for k in ("pre_return", "post_return")},
+                "evaluation": {m: {"mean": v["mean"], "ci95": v["ci95"]} for m, v in record["methods"].items()},
+                "gap_closed_after_1_step": gap_closed(record["methods"]),
+            }}
+
+
+def copy_seed(seed: dict, family: str, dest: Path) -> Path:
+    """The seed's artifacts into ``dest/training/<family>-seed<S>/``; the evaluation's policy path made relative."""
+    out = dest / "training" / f"{family}-seed{seed['config']['seed']}"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.yaml", "progress.csv", "policy.pt"):
+        if (seed["run"] / name).resolve() != (out / name).resolve():
+            shutil.copyfile(seed["run"] / name, out / name)
+    record = dict(seed["record"])
+    record["policy"] = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
+    record["methods"] = {m: {**v, "source": {**v["source"], "path": record["policy"]}} if m == "maml" else v
+                         for m, v in record["methods"].items()}
+    (out / "adaptation.json").write_text(json.dumps(record, indent=1))
+    for name in ("adaptation.csv", "adaptation.png"):
+        shutil.copyfile(seed["eval"] / name, out / name)
+    return out
+
+
+def across_seeds(seeds: list[dict]) -> dict:
+    """Mean over seeds of each method's mean return after each step, with its interval over seeds."""
+    out = {}
+    for method in seeds[0]["record"]["methods"]:
+        per_seed = np.array([s["record"]["methods"][method]["mean"] for s in seeds])  # [seeds, steps]
+        out[method] = {"mean": per_seed.mean(0).tolist(),
+                       "ci95_over_seeds": [seed_interval(per_seed[:, k].tolist()) for k in range(per_seed.shape[1])]}
+    gaps = [s["summary"]["gap_closed_after_1_step"] for s in seeds]
+    if all(g is not None for g in gaps):
+        out["gap_closed_after_1_step"] = {"mean": float(np.mean(gaps)), "ci95_over_seeds": seed_interval(gaps)}
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("family")
+    parser.add_argument("--seed-run", nargs=2, action="append", required=True, metavar=("RUN_DIR", "EVAL_DIR"),
+                        type=Path, help="a training run and its metarl eval output (repeat per seed)")
+    parser.add_argument("--ship", type=int, help="the seed to ship (default: the median MAML return after 1 step)")
+    parser.add_argument("--why", help="why that seed (recorded in the card)")
+    parser.add_argument("--commit", help="commit the runs were trained with (default: their checkpoints')")
+    parser.add_argument("--dest", type=Path, default=DEST)
+    args = parser.parse_args(argv)
+    seeds = [read_seed(run, ev) for run, ev in args.seed_run]
+    if any(s["config"]["family"] != args.family for s in seeds):
+        raise SystemExit(f"ship_policy: error: every run must be {args.family}")
+    by_seed = {s["config"]["seed"]: s for s in seeds}
+    if len(by_seed) != len(seeds):
+        raise SystemExit("ship_policy: error: two runs have the same seed")
+    if args.ship is None:
+        order = sorted(seeds, key=lambda s: s["record"]["methods"]["maml"]["mean"][1])
+        args.ship = order[(len(order) - 1) // 2]["config"]["seed"]
+        why = ("its MAML return after one step is the median of the seeds' (representative of the training "
+               "recipe, not the luckiest seed)")
+    else:
+        why = args.why or "chosen by hand"
+    if args.ship not in by_seed:
+        raise SystemExit(f"ship_policy: error: --ship {args.ship} is not one of the seeds {sorted(by_seed)}")
+    shipped = by_seed[args.ship]
+    dirs = {s["config"]["seed"]: copy_seed(s, args.family, args.dest) for s in seeds}
+    family, record = args.family, shipped["record"]
+    src = dirs[args.ship]
+    shutil.copyfile(src / "policy.pt", args.dest / f"{family}.pt")
+    shutil.copyfile(src / "adaptation.png", args.dest / f"{family}.png")
+    shutil.copyfile(src / "progress.csv", args.dest / f"{family}.progress.csv")
+    shutil.copyfile(src / "adaptation.json", args.dest / f"{family}.adaptation.json")
+    commits = {s["commit"] for s in seeds} - {None}
     card = {
         "family": family,
-        "algorithm": "MAML-TRPO (metarl train)",
-        "config": yaml.safe_load((args.run / "config.yaml").read_text()),
-        "seed": state["config"]["seed"],
-        "iterations": state["iteration"],
-        "env_steps": state["env_steps"],
-        "training_wall_clock_s": round(state["wall_clock"], 1),
-        "training_commit": args.commit or state.get("commit", "unknown"),
-        "training_command": f"metarl train <config> ... --out {args.run} (config above)",
-        "last_10_iterations": {
-            "pre_return": sum(float(r["pre_return"]) for r in last) / len(last),
-            "post_return": sum(float(r["post_return"]) for r in last) / len(last),
-        },
+        "algorithm": {"trpo": "MAML-TRPO", "maml-ppo": "MAML-PPO", "promp": "ProMP", "vpg": "MAML-VPG",
+                      "reptile": "Reptile"}.get(shipped["config"]["algo"], shipped["config"]["algo"])
+        + " (metarl train)",
+        "config": shipped["config"],
+        "training_command": f"metarl train <config> --seed S ... (config above; seeds {sorted(by_seed)})",
+        "training_commit": args.commit or (commits.pop() if len(commits) == 1 else "unknown"),
+        "shipped_seed": args.ship,
+        "shipped_because": why,
+        "seed": args.ship,
+        "iterations": shipped["summary"]["iterations"],
+        "env_steps": shipped["summary"]["env_steps"],
+        "training_wall_clock_s": shipped["summary"]["training_wall_clock_s"],
+        "last_10_iterations": shipped["summary"]["last_10_iterations"],
+        "artifacts": {"progress": f"{family}.progress.csv", "adaptation": f"{family}.adaptation.json",
+                      "plot": f"{family}.png",
+                      "seeds": {s: str(d.relative_to(args.dest)) for s, d in sorted(dirs.items())}},
         "evaluation": {k: record[k] for k in ("num_tasks", "steps", "episodes", "horizon", "seed", "commit",
                                                "wall_clock_s", "ci")}
         | {"methods": {m: {"mean": v["mean"], "ci95": v["ci95"], "adapted": v.get("adapted", True),
-                           "source": v["source"]}
-                       for m, v in record["methods"].items()}},
+                           "inner_lr": v["source"].get("inner_lr")}
+                       for m, v in record["methods"].items()},
+           "gap_closed_after_1_step": shipped["summary"]["gap_closed_after_1_step"]},
+        "seeds": [by_seed[s]["summary"] for s in sorted(by_seed)],
+        "across_seeds": across_seeds([by_seed[s] for s in sorted(by_seed)]),
         "paper_figure_5": PAPER.get(family),
     }
-    args.dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.run / "policy.pt", args.dest / f"{family}.pt")
-    shutil.copyfile(args.eval / "adaptation.png", args.dest / f"{family}.png")
     (args.dest / f"{family}.json").write_text(json.dumps(card, indent=1))
-    print(f"shipped {family}: {args.dest / (family + '.pt')}, .json, .png")
+    print(f"shipped {family} seed {args.ship} ({why}): {args.dest / (family + '.pt')}, .json, .png, "
+          f".progress.csv, .adaptation.json; seeds in {args.dest / 'training'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
