@@ -224,3 +224,16 @@ def _file(d):
     p = d / "a-file"
     p.write_text("")
     return p
+
+
+@pytest.mark.parametrize("algo", ["promp", "reptile"])
+def test_promp_and_reptile_run_on_every_family(tmp_path, algo):
+    import envs
+
+    for family in envs.FAMILIES:
+        run = tmp_path / family
+        assert main(["train", NAV, "--out", str(run), "--no-progress", "--set", f"family={family}",
+                     "--set", f"algo={algo}", "--set", "meta_batch_size=2", "--set", "episodes_per_task=2",
+                     "--set", "horizon=10", "--set", "iterations=2", "--set", "hidden_sizes=[8]"]) == 0
+        rows = _rows(run)
+        assert len(rows) == 2 and all(r["accepted"] == "1" and r["nonfinite"] == "0" for r in rows), family
