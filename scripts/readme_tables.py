@@ -87,7 +87,7 @@ def families_table(root: Path = ROOT) -> str:
             continue
         m = card["evaluation"]["methods"]
         gap = card["evaluation"].get("gap_closed_after_1_step")
-        across = card.get("across_seeds", {}).get("gap_closed_after_1_step")
+        across = (card.get("across_seeds") or {}).get("gap_closed_after_1_step")
         gap_text = "" if gap is None else f"{gap:.2f}" + (f" (seeds: {across['mean']:.2f})" if across else "")
         oracle = f"{m['oracle']['mean'][0]:.1f}" if "oracle" in m else "(dynamics: none)"
         seeds = ", ".join(str(s["seed"]) for s in card.get("seeds", [{"seed": card["seed"]}]))

@@ -137,7 +137,10 @@ def main(argv=None) -> int:
     by_seed = {s["config"]["seed"]: s for s in seeds}
     if len(by_seed) != len(seeds):
         raise SystemExit("ship_policy: error: two runs have the same seed")
-    if args.ship is None:
+    if args.ship is None and len(seeds) == 1:
+        args.ship = seeds[0]["config"]["seed"]
+        why = args.why or "the only seed trained"
+    elif args.ship is None:
         order = sorted(seeds, key=lambda s: s["record"]["methods"]["maml"]["mean"][1])
         args.ship = order[(len(order) - 1) // 2]["config"]["seed"]
         why = ("its MAML return after one step is the median of the seeds' (representative of the training "
@@ -180,7 +183,7 @@ def main(argv=None) -> int:
                        for m, v in record["methods"].items()},
            "gap_closed_after_1_step": shipped["summary"]["gap_closed_after_1_step"]},
         "seeds": [by_seed[s]["summary"] for s in sorted(by_seed)],
-        "across_seeds": across_seeds([by_seed[s] for s in sorted(by_seed)]),
+        "across_seeds": across_seeds([by_seed[s] for s in sorted(by_seed)]) if len(by_seed) > 1 else None,
         "paper_figure_5": PAPER.get(family),
     }
     (args.dest / f"{family}.json").write_text(json.dumps(card, indent=1))
