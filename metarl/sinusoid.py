@@ -115,10 +115,10 @@ def reptile_train(iterations: int, seed: int = 0, meta_batch: int = 25, k: int =
     return params
 
 
-def fitted_curves(params: dict, task: torch.Tensor, x_train: torch.Tensor, y_train: torch.Tensor,
-                  grid: torch.Tensor, inner_lr: float, steps: list[int]) -> dict[int, torch.Tensor]:
+def fitted_curves(params: dict, x_train: torch.Tensor, y_train: torch.Tensor, grid: torch.Tensor,
+                  inner_lr: float, steps: list[int]) -> dict[int, torch.Tensor]:
     """Predictions on ``grid`` ``[G, 1]`` after each of ``steps`` inner steps on one task's K points
-    (``x_train``, ``y_train`` ``[K, 1]``); ``task`` is unused but names what was fitted."""
+    (``x_train``, ``y_train`` ``[K, 1]``)."""
     curves, p = {}, params
     for step in range(max(steps) + 1):
         if step in steps:
@@ -162,7 +162,7 @@ def run_example(out_dir, iterations: int = 2000, seed: int = 0, k: int = 10, ste
     out = Path(out_dir)
     ensure_writable_dir(out)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 40x40 layers: one thread is several times faster than two that contend
+    torch.set_num_threads(1)  # 40x40 layers: too small to gain from threads, which only add overhead
     try:
         record = {"iterations": iterations, "seed": seed, "k": k, "inner_lr": 0.01, "train_seconds": {}, "mse": {}}
         models = {}
@@ -188,7 +188,7 @@ def run_example(out_dir, iterations: int = 2000, seed: int = 0, k: int = 10, ste
         truth = task[0, 0] * torch.sin(grid - task[0, 1])
         fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), sharey=True)
         for ax, (name, params) in zip(axes, models.items(), strict=True):
-            curves = fitted_curves(params, task[0], x_tr, y_tr, grid, 0.01, list(steps))
+            curves = fitted_curves(params, x_tr, y_tr, grid, 0.01, list(steps))
             ax.plot(grid, truth, color="black", lw=2, label="task")
             for n, color in zip(steps, ("tab:gray", "tab:blue", "tab:green", "tab:orange"), strict=False):
                 ax.plot(grid, curves[n], color=color, ls="--" if n == 0 else "-",

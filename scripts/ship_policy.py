@@ -166,7 +166,6 @@ def main(argv=None) -> int:
         "config": shipped["config"],
         "training_command": f"metarl train <config> --seed S ... (config above; seeds {sorted(by_seed)})",
         "training_commit": args.commit or (commits.pop() if len(commits) == 1 else "unknown"),
-        "shipped_seed": args.ship,
         "shipped_because": why,
         "seed": args.ship,
         "iterations": shipped["summary"]["iterations"],
