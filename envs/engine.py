@@ -20,9 +20,11 @@ from gymnasium.vector.utils import batch_space
 
 from envs import physics
 from envs.families import (
+    BROKEN_ACTUATORS,
     FAMILIES,
     RAND_PARAM_BASES,
     check_options,
+    gear_multipliers,
     get_family,
     sample_tasks,
     validate_task,
@@ -56,7 +58,8 @@ def check_actions(actions, shape: tuple[int, ...]) -> np.ndarray:
 class TaskVectorEnv(VectorEnv):
     """Whole-episode bookkeeping shared by the MuJoCo and numpy engines.
 
-    Subclasses implement ``_apply_tasks()``, ``_reset_sims(ids, rngs)`` (one generator per id)
+    Subclasses implement ``_apply_tasks(ids)`` (give those sub-environments their entries of
+    ``_task_arrays``), ``_reset_sims(ids, rngs)`` (one generator per id)
     returning ``[len(ids), obs_dim]`` observations, and ``_advance(actions, active)`` returning
     ``(obs [N, obs_dim], reward [N], terminated [N], info)`` for the whole batch (rows of inactive
     sub-environments are ignored).
@@ -76,6 +79,7 @@ class TaskVectorEnv(VectorEnv):
         self._ended = np.zeros(self.num_envs, dtype=bool)
         self.tasks: list[dict] = []
         self._task_arrays: dict[str, np.ndarray] = {}
+        self._switch = None  # (step, tasks) of schedule_switch
 
     def _make_spaces(self, obs_dim: int, low: np.ndarray, high: np.ndarray) -> None:
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float64)
@@ -93,20 +97,76 @@ class TaskVectorEnv(VectorEnv):
             ValueError: wrong number of tasks, or a task with missing, unknown or out-of-range keys.
                 Nothing is changed then.
         """
-        if not isinstance(tasks, list | tuple) or len(tasks) != self.num_envs:
+        checked = self._check_tasks(tasks, self.num_envs, "set_tasks")
+        self.tasks = [dict(t) for t in tasks]
+        self._task_arrays = {k: np.stack([c[k] for c in checked]) for k in checked[0]}
+        self._episode_tasks = (list(self.tasks), {k: v.copy() for k, v in self._task_arrays.items()})
+        self._switched = np.zeros(self.num_envs, dtype=bool)
+        self._apply_tasks(np.arange(self.num_envs))
+        self._t = None  # the state may no longer match the new tasks
+
+    def switch_tasks(self, tasks: list[dict], ids=None) -> None:
+        """Change the task of running sub-environments without resetting them.
+
+        The state and the step count are kept: the next step runs the new task (a broken joint, new
+        masses, a new goal) from where the robot is. A reset restores the task given to
+        :meth:`set_tasks`.
+
+        Args:
+            tasks: one task per id.
+            ids: sub-environment indices (default: all).
+
+        Raises:
+            ValueError: bad ids or tasks (nothing changes then), or called before :meth:`set_tasks`.
+        """
+        if not self.tasks:
+            raise ValueError("switch_tasks() needs tasks to switch from: call set_tasks() or reset() first")
+        ids = self._check_ids(ids)
+        checked = self._check_tasks(tasks, len(ids), "switch_tasks")
+        for row, i in enumerate(ids):
+            self.tasks[i] = dict(tasks[row])
+            for k in self._task_arrays:
+                self._task_arrays[k][i] = checked[row][k]
+        self._switched[ids] = True
+        self._apply_tasks(ids)
+
+    def schedule_switch(self, step: int | None, tasks: list[dict] | None = None) -> None:
+        """Switch every sub-environment to ``tasks[i]`` when its episode reaches control step ``step``,
+        in every episode from now on (the mid-episode change of GrBAL's evaluation); ``None`` cancels.
+
+        Args:
+            step: the number of steps run with the episode's own task, >= 1 and below the horizon.
+            tasks: ``num_envs`` task dicts.
+        """
+        if step is None:
+            self._switch = None
+            return
+        if isinstance(step, bool) or not isinstance(step, int | np.integer) or not 1 <= step < self.horizon:
+            raise ValueError(f"switch step must be an integer in [1, {self.horizon - 1}], got {step!r}")
+        self._check_tasks(tasks, self.num_envs, "schedule_switch")
+        self._switch = (int(step), [dict(t) for t in tasks])
+
+    def _check_ids(self, ids) -> np.ndarray:
+        if ids is None:
+            return np.arange(self.num_envs)
+        out = np.atleast_1d(np.asarray(ids))
+        if out.ndim != 1 or not np.issubdtype(out.dtype, np.integer) or ((out < 0) | (out >= self.num_envs)).any():
+            raise ValueError(f"ids must be sub-environment indices in [0, {self.num_envs}), got {ids!r}")
+        if len(np.unique(out)) != len(out):
+            raise ValueError(f"ids must not repeat, got {ids!r}")
+        return out.astype(np.int64)
+
+    def _check_tasks(self, tasks, count: int, caller: str) -> list[dict]:
+        if not isinstance(tasks, list | tuple) or len(tasks) != count:
             got = len(tasks) if isinstance(tasks, list | tuple) else type(tasks).__name__
-            raise ValueError(f"set_tasks needs a list of {self.num_envs} tasks (one per sub-environment), "
-                             f"got {got}")
+            raise ValueError(f"{caller} needs a list of {count} tasks (one per sub-environment), got {got}")
         checked = []
         for i, task in enumerate(tasks):
             try:
                 checked.append(validate_task(self.family.name, task, **self.options))
             except ValueError as e:
                 raise ValueError(f"task {i}: {e}") from None
-        self.tasks = [dict(t) for t in tasks]
-        self._task_arrays = {k: np.stack([c[k] for c in checked]) for k in checked[0]}
-        self._apply_tasks()
-        self._t = None  # the state may no longer match the new tasks
+        return checked
 
     def reset(self, *, seed: int | list | None = None, options: dict | None = None):
         """Start new episodes.
@@ -139,6 +199,15 @@ class TaskVectorEnv(VectorEnv):
         if not self.tasks:
             self.set_tasks(sample_tasks(self.family.name, self.num_envs, self._rng, **self.options))
         ids = np.flatnonzero(mask)
+        restore = ids[self._switched[ids]]
+        if len(restore):
+            tasks, arrays = self._episode_tasks
+            for i in restore:
+                self.tasks[i] = dict(tasks[i])
+            for k in self._task_arrays:
+                self._task_arrays[k][restore] = arrays[k][restore]
+            self._switched[restore] = False
+            self._apply_tasks(restore)
         obs = self._reset_sims(ids, [self._rng] * len(ids) if per_env is None else [per_env[i] for i in ids])
         if self._t is None:
             self._t = np.zeros(self.num_envs, dtype=np.int64)
@@ -171,6 +240,11 @@ class TaskVectorEnv(VectorEnv):
             )
         actions = check_actions(actions, (self.num_envs, self.single_action_space.shape[0]))
         active = ~self._ended
+        if self._switch is not None:
+            at, tasks = self._switch
+            due = np.flatnonzero(active & (self._t == at) & ~self._switched)
+            if len(due):
+                self.switch_tasks([tasks[i] for i in due], due)
         obs, reward, terminated, info = self._advance(actions, active)
         diverged = info.pop("diverged", np.zeros(self.num_envs, dtype=bool))
         diverged |= ~np.isfinite(obs).all(axis=1) | ~np.isfinite(reward)
@@ -227,12 +301,18 @@ class MujocoVectorEnv(TaskVectorEnv):
         self._make_spaces(obs_dim, low, high)
         self._renderer = None
 
-    def _apply_tasks(self) -> None:
+    def _apply_tasks(self, ids: np.ndarray) -> None:
         if not self.family.dynamics:
             return
-        for key in RAND_PARAM_BASES:
-            self.batch.expand(key)[:] = getattr(self.model, key)[None] * self._task_arrays[key]
-        self.batch.set_const()
+        if self.family.name in BROKEN_ACTUATORS:
+            index = self._task_arrays[BROKEN_ACTUATORS[self.family.name][0]][ids]
+            scale = gear_multipliers(self.family.name, index, self.options["gear_scale"], self.model.nu)
+            self.batch.expand("actuator_gear")[ids] = self.model.actuator_gear[None] * scale[:, :, None]
+        else:
+            for key in RAND_PARAM_BASES:
+                self.batch.expand(key)[ids] = getattr(self.model, key)[None] * self._task_arrays[key][ids]
+        # Derived constants follow (actuator_acc0, subtree masses...); the simulations' state is kept.
+        self.batch.set_const(ids)
 
     def _observe(self, ids=slice(None)) -> np.ndarray:
         cfrc = None if self._cfrc is None else self._cfrc[ids]
@@ -336,7 +416,7 @@ class NavigationVectorEnv(TaskVectorEnv):
         self._position = np.zeros((self.num_envs, 2))
         self._make_spaces(OBS_DIM, np.full(ACT_DIM, -MAX_SPEED), np.full(ACT_DIM, MAX_SPEED))
 
-    def _apply_tasks(self) -> None:
+    def _apply_tasks(self, ids) -> None:
         pass
 
     def _reset_sims(self, ids, rngs):

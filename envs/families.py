@@ -18,6 +18,17 @@ import numpy as np
 RAND_PARAM_BASES = {"body_mass": 1.5, "body_inertia": 1.5, "dof_damping": 1.3, "geom_friction": 1.5}
 RAND_PARAM_LOG_RANGE = 3.0
 
+# Broken-actuator families (GrBAL, Nagabandi et al. 2019): which actuators a task's index disables, in
+# the order of the gymnasium v5 model's actuators, and which indices each split draws. AntCrippledLeg
+# follows GrBAL's code (github.com/iclavera/learning_to_adapt, envs/ant_env.py): legs 1-3 in training,
+# the leg of actuators hip_4/ankle_4 held out. GrBAL does not publish its HalfCheetah joint split; ours
+# holds out the front thigh, the joint whose loss costs a trained runner most of its speed.
+BROKEN_ACTUATORS = {
+    "HalfCheetahDisabledJoint": ("joint", [(0,), (1,), (2,), (3,), (4,), (5,)],
+                                 {"train": (0, 1, 2, 4, 5), "test": (3,)}),
+    "AntCrippledLeg": ("leg", [(0, 1), (2, 3), (4, 5), (6, 7)], {"train": (1, 2, 3), "test": (0,)}),
+}
+
 
 @dataclass(frozen=True)
 class Family:
@@ -41,7 +52,7 @@ class Family:
     reward: str
     task_doc: str
     options: dict = field(default_factory=dict)
-    dynamics: bool = False
+    dynamics: bool = False  # a task changes the model (each simulation its own fields), not the reward
 
 
 FAMILIES: dict[str, Family] = {
@@ -100,6 +111,24 @@ FAMILIES: dict[str, Family] = {
             dynamics=True,
         ),
         Family(
+            "HalfCheetahDisabledJoint", "half_cheetah", 200,
+            "GrBAL (Nagabandi et al. 2019); reward of HalfCheetahDir's forward direction",
+            "v_x - 0.05 ||a||^2",
+            "joint 0..5 (bthigh, bshin, bfoot, fthigh, fshin, ffoot) whose actuator gear is multiplied by "
+            "gear_scale (0: disabled); training joints 0, 1, 2, 4, 5, held-out joint 3",
+            {"gear_scale": 0.0},
+            dynamics=True,
+        ),
+        Family(
+            "AntCrippledLeg", "ant", 200,
+            "GrBAL (Nagabandi et al. 2019), learning_to_adapt's crippled Ant; reward terms of gymnasium Ant-v5",
+            "v_x + 1.0 healthy - 0.5 ||a||^2 - 5e-4 ||clip(cfrc_ext, -1, 1)||^2",
+            "leg 0..3 (actuators hip_4+ankle_4, hip_1+ankle_1, hip_2+ankle_2, hip_3+ankle_3) whose two gears "
+            "are multiplied by gear_scale (0: disabled); training legs 1, 2, 3, held-out leg 0",
+            {"gear_scale": 0.0, "terminate_when_unhealthy": True},
+            dynamics=True,
+        ),
+        Family(
             "Navigation2D", None, 100,
             "MAML (Finn et al. 2017), pytorch-maml-rl",
             "-||position - goal||_2; terminates within 0.01 of the goal",
@@ -133,7 +162,31 @@ def check_options(family: Family, options: dict) -> dict:
         )
     if "terminate_when_unhealthy" in resolved and not isinstance(resolved["terminate_when_unhealthy"], bool):
         raise ValueError(f"{family.name}: terminate_when_unhealthy must be a bool")
+    if "gear_scale" in resolved:
+        scale = resolved["gear_scale"]
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0.0 <= scale <= 1.0:
+            raise ValueError(f"{family.name}: gear_scale must be a number in [0, 1], got {scale!r}")
+        resolved["gear_scale"] = float(scale)
     return resolved
+
+
+def gear_multipliers(family: str, index: np.ndarray, gear_scale: float, num_actuators: int) -> np.ndarray:
+    """Per-actuator gear multipliers of a broken-actuator family's tasks.
+
+    Args:
+        family: ``"HalfCheetahDisabledJoint"`` or ``"AntCrippledLeg"``.
+        index: ``[N]`` the tasks' joint or leg indices.
+        gear_scale: the multiplier of the broken actuators (0 disables them).
+        num_actuators: the model's ``nu``.
+
+    Returns:
+        ``[N, num_actuators]``: ``gear_scale`` on each task's broken actuators, 1 elsewhere.
+    """
+    _, actuators, _ = BROKEN_ACTUATORS[family]
+    out = np.ones((len(index), num_actuators))
+    for row, i in enumerate(np.asarray(index, dtype=np.int64)):
+        out[row, list(actuators[i])] = gear_scale
+    return out
 
 
 def rand_param_shapes(body: str) -> dict[str, tuple[int, ...]]:
@@ -144,8 +197,12 @@ def rand_param_shapes(body: str) -> dict[str, tuple[int, ...]]:
     return {key: getattr(model, key).shape for key in RAND_PARAM_BASES}
 
 
-def _sample_one_family(family: Family, n: int, rng: np.random.Generator, options: dict) -> list[dict]:
+def _sample_one_family(family: Family, n: int, rng: np.random.Generator, options: dict,
+                       split: str = "train") -> list[dict]:
     name = family.name
+    if name in BROKEN_ACTUATORS:
+        key, _, splits = BROKEN_ACTUATORS[name]
+        return [{key: int(i)} for i in rng.choice(splits[split], size=n)]
     if name.endswith("Vel"):
         high = options.get("max_velocity", 3.0)
         return [{"velocity": float(v)} for v in rng.uniform(0.0, high, size=n)]
@@ -170,7 +227,8 @@ def _sample_one_family(family: Family, n: int, rng: np.random.Generator, options
 
 
 def sample_tasks(family: str, n: int, rng: np.random.Generator, **options) -> list[dict]:
-    """Draw ``n`` tasks of ``family`` from ``rng``.
+    """Draw ``n`` tasks of ``family`` from ``rng`` (its training distribution: the broken-actuator
+    families draw only their training joints or legs).
 
     Args:
         family: a name in :data:`FAMILIES`.
@@ -198,7 +256,8 @@ def task_split(family: str, split: str, n: int, seed: int = 0, **options) -> lis
     The two splits draw from independent streams of ``numpy.random.default_rng([seed, split_id])``.
     For continuous families (velocities, goals, dynamics multipliers) the sets are disjoint with
     probability one, and :func:`task_split` checks it; the direction families have only two tasks,
-    so both splits contain both directions.
+    so both splits contain both directions; the broken-actuator families draw their training and
+    held-out joints or legs (``BROKEN_ACTUATORS``), disjoint by construction.
 
     Args:
         family: a name in :data:`FAMILIES`.
@@ -209,10 +268,17 @@ def task_split(family: str, split: str, n: int, seed: int = 0, **options) -> lis
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    rng = np.random.default_rng([int(seed), SPLITS[split]])
-    tasks = sample_tasks(family, n, rng, **options)
+    fam = get_family(family)
+    if not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"number of tasks must be a positive integer, got {n!r}")
+    opts = check_options(fam, options)
+
+    def draw(which: str) -> list[dict]:
+        return _sample_one_family(fam, int(n), np.random.default_rng([int(seed), SPLITS[which]]), opts, which)
+
+    tasks = draw(split)
     if not family.endswith("Dir"):
-        other = sample_tasks(family, n, np.random.default_rng([int(seed), 1 - SPLITS[split]]), **options)
+        other = draw("test" if split == "train" else "train")
         keys = {_task_key(t) for t in other}
         if any(_task_key(t) in keys for t in tasks):
             raise AssertionError("train and test task sets overlap")  # probability zero
@@ -274,7 +340,16 @@ def _expected_keys(fam: Family, opts: dict) -> dict[str, tuple[tuple[int, ...], 
         if not np.all(np.isfinite(v)) or np.linalg.norm(v) > 3.0 + 1e-9:
             raise ValueError(f"{f}: task key {k!r} must lie in the disk of radius 3, got {v.tolist()}")
 
+    def is_index(count):
+        def check(f, k, v):
+            if v != np.round(v) or not 0 <= v < count:
+                raise ValueError(f"{f}: task key {k!r} must be an integer in [0, {count - 1}], got {v.tolist()}")
+        return check
+
     name = fam.name
+    if name in BROKEN_ACTUATORS:
+        key, actuators, _ = BROKEN_ACTUATORS[name]
+        return {key: ((), is_index(len(actuators)))}
     if name.endswith("Vel"):
         return {"velocity": ((), in_range(0.0, opts.get("max_velocity", 3.0)))}
     if name.endswith("Dir"):
@@ -294,7 +369,7 @@ def task_features(family: str, tasks: list[dict]) -> np.ndarray:
     """The task parameters as a flat vector per task: what an oracle policy observes.
 
     Defined for the reward families (velocity, direction, goal), as the MAML paper's oracle; the
-    dynamics families (41 or 65 multipliers per task) have none.
+    dynamics families (multipliers, broken actuators) have none.
 
     Args:
         family: a reward family's name.

@@ -12,7 +12,9 @@ import numpy as np
 
 ANT_CONTACT_RANGE = (-1.0, 1.0)
 HEALTH = {
-    # gymnasium v5 defaults: (z index, z range, angle range, state range or None)
+    # gymnasium v5 defaults: (z range, angle range or None, state range or None); Ant's z range is
+    # inclusive, the planar robots' exclusive
+    "ant": ((0.2, 1.0), None, None),
     "hopper": ((0.7, np.inf), (-0.2, 0.2), (-100.0, 100.0)),
     "walker2d": ((0.8, 2.0), (-1.0, 1.0), None),
 }
@@ -52,7 +54,8 @@ def is_healthy(body: str, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
         return np.ones(len(qpos), dtype=bool)
     if body == "ant":
         finite = np.isfinite(qpos).all(axis=1) & np.isfinite(qvel).all(axis=1)
-        return finite & (qpos[:, 2] >= 0.2) & (qpos[:, 2] <= 1.0)
+        (zlo, zhi), _, _ = HEALTH["ant"]
+        return finite & (qpos[:, 2] >= zlo) & (qpos[:, 2] <= zhi)
     (zlo, zhi), (alo, ahi), state_range = HEALTH[body]
     z, angle = qpos[:, 1], qpos[:, 2]
     ok = (zlo < z) & (z < zhi) & (alo < angle) & (angle < ahi)

@@ -24,7 +24,15 @@ from gymnasium.utils import seeding
 
 from envs import physics
 from envs.engine import check_actions, check_horizon
-from envs.families import RAND_PARAM_BASES, check_options, get_family, sample_tasks, validate_task
+from envs.families import (
+    BROKEN_ACTUATORS,
+    RAND_PARAM_BASES,
+    check_options,
+    gear_multipliers,
+    get_family,
+    sample_tasks,
+    validate_task,
+)
 from envs.models import load_model
 
 
@@ -34,10 +42,19 @@ class _TaskEnvMixin:
     family_name: str
 
     def __init__(self, task: dict | None = None, horizon: int | None = None, render_mode: str | None = None,
-                 width: int = 480, height: int = 480, **options):
+                 width: int = 480, height: int = 480, switch_at: int | None = None, switch_task: dict | None = None,
+                 **options):
         self.family = get_family(self.family_name)
         self.options = check_options(self.family, options)
         self.horizon = check_horizon(self.family.horizon if horizon is None else horizon)
+        if (switch_at is None) != (switch_task is None):
+            raise ValueError("switch_at and switch_task go together: give both or neither")
+        if switch_at is not None and (isinstance(switch_at, bool) or not isinstance(switch_at, int | np.integer)
+                                      or not 1 <= switch_at < self.horizon):
+            raise ValueError(f"switch_at must be an integer in [1, {self.horizon - 1}], got {switch_at!r}")
+        self._switch_at = switch_at
+        self._switch_task = None if switch_task is None else validate_task(self.family.name, switch_task,
+                                                                           **self.options)
         self._body = self.family.body
         self._fixed_task = None if task is None else validate_task(self.family.name, task, **self.options)
         self.task = self._fixed_task
@@ -66,10 +83,23 @@ class _TaskEnvMixin:
         self._fixed_task = validate_task(self.family.name, task, **self.options)
 
     def _apply_task(self) -> None:
-        if self.family.dynamics:
+        if not self.family.dynamics:
+            return
+        if self.family.name in BROKEN_ACTUATORS:
+            index = self.task[BROKEN_ACTUATORS[self.family.name][0]][None]
+            scale = gear_multipliers(self.family.name, index, self.options["gear_scale"], self.model.nu)[0]
+            self.model.actuator_gear[:] = self._base_model.actuator_gear * scale[:, None]
+        else:
             for key in RAND_PARAM_BASES:
                 getattr(self.model, key)[:] = getattr(self._base_model, key) * self.task[key]
-            mujoco.mj_setConst(self.model, self.data)
+        # mj_setConst overwrites its data with the qpos0 configuration: a scratch one keeps the running
+        # state (a mid-episode switch), as the batched engine's set_const does.
+        mujoco.mj_setConst(self.model, mujoco.MjData(self.model))
+
+    def switch_task(self, task: dict) -> None:
+        """Change the task now, keeping the state and the step count (a reset restores the episode's task)."""
+        self.task = validate_task(self.family.name, task, **self.options)
+        self._apply_task()
 
     def reset(self, *, seed=None, options=None):
         if seed is not None:
@@ -95,6 +125,9 @@ class _TaskEnvMixin:
                 f"step() called past the horizon ({self.horizon} steps) without a reset; call reset()"
             )
         action = check_actions(action, (self.model.nu,))
+        if self._switch_at is not None and self._t == self._switch_at:
+            self.task = self._switch_task
+            self._apply_task()
         qpos, xpos = self.data.qpos[None], self.data.xpos[None]
         pos_before = physics.tracked_position(self._body, qpos, xpos)
         self.do_simulation(action, self.frame_skip)
@@ -169,3 +202,22 @@ class Walker2DRandParamsEnv(_TaskEnvMixin, Walker2dEnv):
     Reward and termination of Walker2d-v5."""
 
     family_name = "Walker2DRandParams"
+
+
+class HalfCheetahDisabledJointEnv(_TaskEnvMixin, HalfCheetahEnv):
+    """HalfCheetah with one actuator's gear multiplied by ``gear_scale`` (0 by default: a disabled joint;
+    GrBAL). Task ``{"joint": j}``, j in 0..5 (bthigh, bshin, bfoot, fthigh, fshin, ffoot); training
+    draws 0, 1, 2, 4, 5 and the test split 3. Reward ``v_x - 0.05||a||^2``. ``switch_at=k,
+    switch_task={...}`` changes the task after k steps of every episode, without a reset."""
+
+    family_name = "HalfCheetahDisabledJoint"
+    is_healthy = property(_is_healthy_always)
+
+
+class AntCrippledLegEnv(_TaskEnvMixin, AntEnv):
+    """Ant-v5 with one leg's two actuators' gears multiplied by ``gear_scale`` (0 by default: a crippled
+    leg; GrBAL). Task ``{"leg": l}``, l in 0..3 (actuators 2l and 2l + 1); training draws legs 1, 2, 3
+    and the test split leg 0. Reward ``v_x + healthy - 0.5||a||^2 - 5e-4||contact||^2``; ``switch_at``
+    and ``switch_task`` as for HalfCheetahDisabledJoint."""
+
+    family_name = "AntCrippledLeg"

@@ -12,6 +12,10 @@ Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in 
 ``learning-fast``
     time and iterations to -40 on the fast config, exact against subsampled products, from
     ``benchmarks/results/learning-hcv-fast/summary.json`` (written by ``scripts/learning_curves.py``).
+``learners``
+    MAML-TRPO, MAML-PPO, ProMP and Reptile on the fast config, one env-step budget, from
+    ``benchmarks/results/learners-hcv-fast/summary.json`` (same script) and each run's
+    ``adaptation.json`` there (``metarl eval RUN --baselines '' --steps 3``).
 
     python scripts/readme_tables.py            # rewrite the tables in README.md
     python scripts/readme_tables.py --check    # exit 1 and name the tables that differ (tests run this)
@@ -25,9 +29,11 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCOMOTION = ("HalfCheetahVel", "HalfCheetahDir", "AntVel", "AntDir", "AntGoal", "HopperRandParams",
-              "Walker2DRandParams")
+              "Walker2DRandParams", "HalfCheetahDisabledJoint", "AntCrippledLeg")
 LEARNING_GROUPS = {"exact products (32b523e)": "commit 32b523e, exact KL Hessian-vector products",
                    "every 5th step (46892cb)": "this version (products on every fifth step, faster sampler)"}
 
@@ -109,6 +115,26 @@ def learning_table(root: Path = ROOT) -> str:
     return "\n".join(rows)
 
 
+def learners_table(root: Path = ROOT) -> str:
+    """Steps and wall-clock to the target and the final training return of each learner (medians and
+    means over its seeds, from ``summary.json``), and its return on held-out tasks after 0..3 steps
+    (mean of its seeds' ``adaptation.json``)."""
+    summary = json.loads((root / "benchmarks" / "results" / "learners-hcv-fast" / "summary.json").read_text())
+    t = summary["target"]
+    rows = [f"| learner | seeds reaching {t:g} | env steps to {t:g} (median) | wall-clock to {t:g} (median) | "
+            "seconds per iteration | training return, last 10 iterations | held-out return after 0 / 1 / 2 / 3 "
+            "steps |", "|---|---|---|---|---|---|---|"]
+    for label, g in summary["groups"].items():
+        steps = "not reached" if g["median_env_steps"] is None else f"{g['median_env_steps'] / 1e6:.2f}M"
+        clock = "not reached" if g["median_wall_clock_s"] is None else f"{g['median_wall_clock_s'] / 60:.2f} min"
+        evals = [json.loads((root / run / "adaptation.json").read_text())["methods"]["maml"]["mean"]
+                 for run in g["runs"]]
+        held_out = " / ".join(f"{v:.1f}" for v in np.mean(evals, axis=0))
+        rows.append(f"| {label} | {g['reached']} | {steps} | {clock} | {g['median_iteration_s']:.2f} | "
+                    f"{g['mean_final_post_return']:.1f} | {held_out} |")
+    return "\n".join(rows)
+
+
 def sinusoid_table(root: Path = ROOT) -> str:
     record = json.loads((root / "benchmarks" / "results" / "sinusoid" / "sinusoid.json").read_text())
     rows = ["| after 0 / 1 / 10 steps | MSE |", "|---|---|"]
@@ -118,7 +144,7 @@ def sinusoid_table(root: Path = ROOT) -> str:
 
 
 TABLES = {"shipped": shipped_table, "families": families_table, "learning-fast": learning_table,
-          "sinusoid": sinusoid_table}
+          "learners": learners_table, "sinusoid": sinusoid_table}
 
 
 def render(readme: str, root: Path = ROOT) -> tuple[str, list[str]]:

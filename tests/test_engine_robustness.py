@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import envs
-from envs.families import RAND_PARAM_BASES, RAND_PARAM_LOG_RANGE, rand_param_shapes
+from envs.families import BROKEN_ACTUATORS, RAND_PARAM_BASES, RAND_PARAM_LOG_RANGE, rand_param_shapes
 
 MUJOCO = [name for name, fam in envs.FAMILIES.items() if fam.body is not None]
 
@@ -14,6 +14,9 @@ MUJOCO = [name for name, fam in envs.FAMILIES.items() if fam.body is not None]
 def _extreme_task(family, kind, rng):
     if kind == "random" or not envs.get_family(family).dynamics:
         return envs.sample_tasks(family, 1, rng)[0]
+    if family in BROKEN_ACTUATORS:  # the first and the last joint or leg
+        key, actuators, _ = BROKEN_ACTUATORS[family]
+        return {key: 0 if kind == "low" else len(actuators) - 1}
     sign = -1.0 if kind == "low" else 1.0
     shapes = rand_param_shapes(envs.get_family(family).body)
     return {k: np.full(shapes[k], base ** (sign * RAND_PARAM_LOG_RANGE)).tolist()

@@ -1,0 +1,77 @@
+"""The planner's reward of (observation, action, next observation) against the engine's reward."""
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from envs.rewards import OBS_INDEX, transition_reward
+
+LOCOMOTION = [name for name, fam in envs.FAMILIES.items() if fam.body is not None]
+
+
+def _rollout(family, n=8, steps=60):
+    vec = envs.make(family, n, horizon=steps, seed=0, nthread=1)
+    obs, _ = vec.reset()
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(steps):
+        a = rng.uniform(-0.5, 0.5, (n, vec.single_action_space.shape[0]))
+        nobs, r, term, trunc, info = vec.step(a)
+        xy = vec._xpos[:, 1, :2].copy() if family == "AntGoal" else None
+        out.append((obs, a, nobs, r, info["x_velocity"], xy, info["active"]))
+        obs = nobs
+        if (term | trunc).all():
+            break
+    return vec._task_arrays, out
+
+
+@pytest.mark.parametrize("family", LOCOMOTION)
+def test_every_term_but_the_velocity_is_the_engines_and_the_velocity_is_close(family):
+    tasks, steps = _rollout(family)
+    vx_at = OBS_INDEX[envs.get_family(family).body]["vx"]
+    errors = []
+    for obs, a, nobs, r, vx, xy, active in steps:
+        # with the engine's own velocity in both observations the reward must be the engine's exactly
+        o, no = obs.copy(), nobs.copy()
+        o[:, vx_at] = no[:, vx_at] = vx
+        np.testing.assert_allclose(transition_reward(family, tasks, o, a, no, xy_after=xy)[active], r[active],
+                                   rtol=0, atol=1e-9)
+        errors.append((transition_reward(family, tasks, obs, a, nobs, xy_after=xy) - r)[active])
+    errors = np.concatenate(errors)
+    assert len(errors) > 100
+    # the mean of the end velocities stands for the displacement over the step (measured: 0.07 or less)
+    assert np.abs(errors).mean() < 0.1, np.abs(errors).mean()
+
+
+@pytest.mark.parametrize("family", ["AntGoal", "Walker2DRandParams", "HalfCheetahVel"])
+def test_torch_tensors_give_the_numpy_numbers(family):
+    tasks, steps = _rollout(family, steps=10)
+    obs, a, nobs, _, _, xy, _ = steps[-1]
+    expected = transition_reward(family, tasks, obs, a, nobs, xy_after=xy)
+    t = {k: torch.as_tensor(v) for k, v in tasks.items()}
+    got = transition_reward(family, t, *(torch.as_tensor(x) for x in (obs, a, nobs)),
+                            xy_after=None if xy is None else torch.as_tensor(xy))
+    assert isinstance(got, torch.Tensor) and got.shape == expected.shape
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-12)
+    # planner shapes: [simulations, candidates, ...] with the task broadcast over candidates
+    many = transition_reward(family, {k: v[:, None] for k, v in t.items()},
+                             *(torch.as_tensor(x)[:, None].expand(-1, 3, -1) for x in (obs, a, nobs)),
+                             xy_after=None if xy is None else torch.as_tensor(xy)[:, None].expand(-1, 3, -1))
+    assert many.shape == (len(obs), 3)
+    np.testing.assert_allclose(many[:, 2].numpy(), expected, rtol=0, atol=1e-12)
+
+
+def test_unhealthy_and_non_finite_predictions_earn_no_healthy_reward():
+    obs = np.zeros((3, 11))
+    obs[:, 0] = [1.2, 0.5, 1.2]  # height; the second hopper has fallen
+    obs[2, 4] = np.nan
+    r = transition_reward("HopperRandParams", {}, obs, np.zeros((3, 3)), obs)
+    np.testing.assert_array_equal(r, [1.0, 0.0, 0.0])
+
+
+def test_bad_calls_name_the_problem():
+    with pytest.raises(ValueError, match="xy_after"):
+        transition_reward("AntGoal", {"goal": np.zeros(2)}, np.zeros(105), np.zeros(8), np.zeros(105))
+    with pytest.raises(ValueError, match="locomotion"):
+        transition_reward("Navigation2D", {}, np.zeros(2), np.zeros(2), np.zeros(2))
