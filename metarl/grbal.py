@@ -1,0 +1,221 @@
+"""Model-based meta-RL (GrBAL; Nagabandi, Clavera, Liu, Fearing, Abbeel, Levine, Finn, ICLR 2019): the pieces.
+
+A dynamics model (:mod:`policies.dynamics`) is meta-trained so that one gradient step on the last M
+transitions of a trajectory makes it predict the next K well (:func:`meta_loss`, the project's
+model-agnostic :func:`metarl.adaptation.inner_update` vmapped over segments). At run time a
+model-predictive controller adapts each simulation's model from that simulation's own last M
+transitions at every step (:func:`adapt_online`) and plans through it (:func:`plan`) with the
+family's reward of (observation, action, next observation) (:func:`envs.rewards.transition_reward`).
+
+Shapes: ``S`` simulations, ``C`` candidate action sequences, ``H`` planning horizon, ``B`` segments,
+``M`` past and ``K`` future transitions, ``N`` episodes of ``T`` steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.func import vmap
+
+from metarl.adaptation import inner_update
+from policies.dynamics import dynamics_loss, predict
+
+PLANNERS = ("mppi", "cem", "random")
+
+
+def sample_segments(valid: torch.Tensor, count: int, length: int, generator: torch.Generator | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start points of ``count`` windows of ``length`` consecutive real transitions, each inside one episode.
+
+    Args:
+        valid: ``[N, T]`` bool, True for a real transition (an episode's steps before its end; the
+            padding after a termination is False). Valid steps of an episode must be a prefix.
+        count: windows to draw (uniformly over all windows that fit, with replacement).
+        length: M + K.
+        generator: for reproducible draws.
+
+    Returns:
+        ``(episode [count], start [count])``: window ``i`` is steps ``start[i] .. start[i] + length - 1``
+        of episode ``episode[i]``.
+    """
+    lengths = valid.sum(1)
+    if (valid.cumsum(1) != torch.arange(1, valid.shape[1] + 1)[None].clamp(max=lengths[:, None])).any():
+        raise ValueError("each episode's valid steps must be a prefix (no gaps)")
+    fits = (lengths - length + 1).clamp_min(0)  # windows per episode
+    total = int(fits.sum())
+    if total == 0:
+        raise ValueError(f"no episode has {length} consecutive transitions (longest: {int(lengths.max())})")
+    flat = torch.randint(total, (count,), generator=generator)
+    ends = fits.cumsum(0)
+    episode = torch.searchsorted(ends, flat, right=True)
+    start = flat - (ends[episode] - fits[episode])
+    return episode, start
+
+
+def gather_segments(data: tuple[torch.Tensor, ...], episode: torch.Tensor, start: torch.Tensor, length: int
+                    ) -> tuple[torch.Tensor, ...]:
+    """Each ``[N, T, ...]`` tensor of ``data`` cut into the windows: ``[B, length, ...]``."""
+    steps = start[:, None] + torch.arange(length)[None]
+    return tuple(x[episode[:, None], steps] for x in data)
+
+
+def meta_loss(params: dict, stats: dict, past: tuple, future: tuple, inner_lr: float,
+              first_order: bool = False) -> torch.Tensor:
+    """GrBAL's objective: each segment's model, adapted with one step on its M past transitions,
+    predicting its K future ones.
+
+    Args:
+        params, stats: the model.
+        past: ``(obs [B, M, d], act [B, M, a], next_obs [B, M, d])``.
+        future: the same with ``K``.
+        inner_lr: the inner step size.
+        first_order: drop the second-order term.
+
+    Returns:
+        The mean over segments of the adapted model's loss on its future transitions.
+    """
+    adapted = inner_update(params, lambda p, o, a, n: dynamics_loss(p, stats, o, a, n), past, inner_lr,
+                           first_order=first_order)
+    losses = vmap(lambda p, o, a, n: dynamics_loss(p, stats, o, a, n))(adapted, *future)
+    return losses.mean()
+
+
+def adapt_online(params: dict, stats: dict, history: tuple, t: int, past: int, inner_lr: float) -> dict:
+    """Every simulation's model adapted on its own transitions ``t - past .. t - 1`` of the episode.
+
+    Args:
+        params, stats: the meta-trained model.
+        history: ``(obs [S, T, d], act [S, T, a], next_obs [S, T, d])`` of the running episodes; only
+            the steps before ``t`` are read.
+        t: the current step (before it, ``t`` transitions happened).
+        past: M.
+        inner_lr: the inner step size (0 gives the unadapted model).
+
+    Returns:
+        Per-simulation parameters ``[S, ...]``. With no past transition yet (t = 0) they equal ``params``.
+    """
+    S = history[0].shape[0]
+    lo = max(0, t - past)
+    window = tuple(x[:, lo:t] for x in history)
+    if t == 0 or inner_lr == 0.0:
+        return {k: v.expand(S, *v.shape) for k, v in params.items()}
+    return inner_update(params, lambda p, o, a, n: dynamics_loss(p, stats, o, a, n), window, inner_lr,
+                        first_order=True)
+
+
+def plan(step_fn: Callable, state: torch.Tensor, *, act_dim: int, low: torch.Tensor, high: torch.Tensor,
+         horizon: int, candidates: int, method: str = "mppi", iterations: int = 1, noise_std: float = 0.5,
+         kappa: float = 1.0, elites: int = 50, init_mean: torch.Tensor | None = None,
+         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model-predictive choice of the next action of every simulation.
+
+    Args:
+        step_fn: ``step_fn(state [S, C, ...], action [S, C, act_dim]) -> (next_state, reward [S, C])``.
+        state: ``[S, ...]`` the simulations' current states (observations).
+        act_dim: action size; ``low``, ``high`` ``[act_dim]`` its bounds.
+        horizon, candidates: H and C.
+        method: ``"mppi"`` (reward-weighted mean of Gaussian perturbations of the mean plan),
+            ``"cem"`` (refit the mean and spread to the ``elites`` best), ``"random"`` (random
+            shooting: the best of C uniform sequences, GrBAL's code default).
+        iterations: refinements of the plan (MPPI, CEM).
+        noise_std: perturbation scale, in units of half the action range.
+        kappa: MPPI's inverse temperature on the returns standardised over the candidates.
+        elites: CEM's elite count.
+        init_mean: ``[S, H, act_dim]`` warm start (the previous plan shifted by one step).
+        generator: for reproducible sampling.
+
+    Returns:
+        ``(action [S, act_dim], plan [S, H, act_dim])``: the first action and the whole mean plan.
+    """
+    if method not in PLANNERS:
+        raise ValueError(f"planner must be one of {PLANNERS}, got {method!r}")
+    S = state.shape[0]
+    mid, half = (high + low) / 2, (high - low) / 2
+    mean = mid.expand(S, horizon, act_dim).clone() if init_mean is None else init_mean
+    std = torch.full((S, horizon, act_dim), noise_std) * half
+    rounds = 1 if method == "random" else iterations
+    for _ in range(rounds):
+        if method == "random":
+            u = torch.rand(S, candidates, horizon, act_dim, generator=generator)
+            seqs = low + (high - low) * u
+        else:
+            eps = torch.randn(S, candidates, horizon, act_dim, generator=generator)
+            seqs = torch.maximum(torch.minimum(mean[:, None] + std[:, None] * eps, high), low)
+        returns = rollout_returns(step_fn, state, seqs)
+        if method == "random":
+            best = returns.argmax(1)
+            mean = seqs[torch.arange(S), best]
+        elif method == "mppi":
+            z = (returns - returns.mean(1, keepdim=True)) / (returns.std(1, keepdim=True) + 1e-8)
+            w = torch.softmax(kappa * z, dim=1)
+            mean = (w[:, :, None, None] * seqs).sum(1)
+        else:
+            top = returns.topk(min(elites, candidates), dim=1).indices
+            chosen = seqs[torch.arange(S)[:, None], top]
+            mean, std = chosen.mean(1), chosen.std(1) + 1e-3 * half
+    return mean[:, 0], mean
+
+
+def rollout_returns(step_fn: Callable, state: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+    """Sum of predicted rewards of each candidate sequence ``seqs [S, C, H, a]`` from ``state [S, ...]``:
+    ``[S, C]``. A prediction that goes non-finite scores minus infinity."""
+    S, C, H, _ = seqs.shape
+    s = state[:, None].expand(S, C, *state.shape[1:])
+    total = torch.zeros(S, C)
+    for h in range(H):
+        s, r = step_fn(s, seqs[:, :, h])
+        total = total + r
+    return torch.nan_to_num(total, nan=-torch.inf)
+
+
+def model_step_fn(params: dict, stats: dict, reward_fn: Callable) -> Callable:
+    """``step_fn`` for :func:`plan` through per-simulation models ``params [S, ...]``.
+
+    ``reward_fn(obs, act, next_obs) -> [S, C]`` scores a predicted transition.
+    """
+    def step(obs, act):
+        nxt = vmap(lambda p, o, a: predict(p, stats, o, a))(params, obs, act)
+        return nxt, reward_fn(obs, act, nxt)
+
+    return step
+
+
+def fit_model(params: dict, stats: dict, episodes: tuple, valid: torch.Tensor, *, iterations: int, batch: int,
+              lr: float, past: int, future: int, inner_lr: float, meta: bool = True, first_order: bool = False,
+              generator: torch.Generator | None = None) -> tuple[dict, list[float]]:
+    """Train the model on episodes with Adam: GrBAL's :func:`meta_loss` on segments of ``past`` + ``future``
+    transitions (``meta``), or, for the non-meta baseline, the plain loss on the same segments' transitions.
+
+    Args:
+        params: initial parameters (not modified; trained copies are returned).
+        stats: normalisation (:func:`policies.dynamics.fit_stats`).
+        episodes: ``(obs [N, T, d], act [N, T, a], next_obs [N, T, d])``.
+        valid: ``[N, T]`` real transitions (a prefix of each episode).
+        iterations, batch: Adam steps and segments per step.
+        lr: Adam's step size.
+        past, future: M and K.
+        inner_lr: the inner step size of the meta-objective.
+        meta: meta-train (True) or fit every transition directly (False).
+        first_order: first-order meta-gradient.
+        generator: segment draws.
+
+    Returns:
+        ``(trained parameters, loss per iteration)``.
+    """
+    p = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    opt = torch.optim.Adam(p.values(), lr=lr)
+    losses = []
+    for _ in range(iterations):
+        ep, start = sample_segments(valid, batch, past + future, generator=generator)
+        seg = gather_segments(episodes, ep, start, past + future)
+        if meta:
+            loss = meta_loss(p, stats, tuple(x[:, :past] for x in seg), tuple(x[:, past:] for x in seg), inner_lr,
+                             first_order)
+        else:
+            loss = dynamics_loss(p, stats, *seg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return {k: v.detach() for k, v in p.items()}, losses
