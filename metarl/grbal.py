@@ -19,7 +19,7 @@ import torch
 from torch.func import vmap
 
 from metarl.adaptation import inner_update
-from policies.dynamics import dynamics_loss, predict
+from policies.dynamics import dynamics_loss, fit_stats, init_dynamics, predict
 
 PLANNERS = ("mppi", "cem", "random")
 
@@ -219,3 +219,132 @@ def fit_model(params: dict, stats: dict, episodes: tuple, valid: torch.Tensor, *
         opt.step()
         losses.append(float(loss.detach()))
     return {k: v.detach() for k, v in p.items()}, losses
+
+
+def run_controller(family: str, tasks: list[dict], params: dict | None, stats: dict | None, *, horizon: int,
+                   past: int = 16, inner_lr: float = 0.0, planner: dict | None = None, seed: int = 0,
+                   switch: tuple[int, list[dict]] | None = None, family_options: dict | None = None,
+                   nthread: int = 0) -> dict:
+    """One episode per task on the batched engine, each simulation driven by model-predictive control
+    through its own model, adapted at every step on its last ``past`` transitions (``inner_lr`` 0: not
+    adapted); ``params=None`` acts uniformly at random (GrBAL's first data).
+
+    Args:
+        family: a locomotion family (not AntGoal: its reward needs the position the observation omits).
+        tasks: S tasks, one simulation each.
+        params, stats: the dynamics model, or None for random actions.
+        horizon: episode length.
+        past: M.
+        inner_lr: online adaptation step size.
+        planner: keyword arguments of :func:`plan` (``method``, ``horizon``, ``candidates``,
+            ``iterations``, ``noise_std``, ``kappa``, ``elites``).
+        seed: initial states and planner noise.
+        switch: ``(k, tasks)``: every simulation changes to its new task after k steps.
+        family_options: the family's options.
+        nthread: engine threads (0: all cores).
+
+    Returns:
+        ``{"obs", "act", "next_obs": [S, T, ...], "reward", "valid": [S, T], "returns": [S]}`` tensors
+        (float32; ``valid`` False after an episode ended).
+    """
+    import envs  # the learning side imports the world, never the reverse
+    from envs.rewards import transition_reward
+
+    if family == "AntGoal":
+        raise ValueError("AntGoal's reward needs the torso position, which the observation omits; "
+                         "model-based control is not defined for it here")
+    env = envs.make(family, len(tasks), tasks=tasks, horizon=horizon, seed=seed, nthread=nthread,
+                    **(family_options or {}))
+    if switch is not None:
+        env.schedule_switch(switch[0], switch[1])
+    obs_np, _ = env.reset(seed=seed)
+    S, d = obs_np.shape
+    a_dim = env.single_action_space.shape[0]
+    low = torch.as_tensor(env.single_action_space.low, dtype=torch.float32)
+    high = torch.as_tensor(env.single_action_space.high, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(seed)
+    hist = (torch.zeros(S, horizon, d), torch.zeros(S, horizon, a_dim), torch.zeros(S, horizon, d))
+    rewards, valid = torch.zeros(S, horizon), torch.zeros(S, horizon, dtype=torch.bool)
+    opts = {"method": "mppi", "horizon": 10, "candidates": 500, "iterations": 1, **(planner or {})}
+    plan_h = opts.pop("horizon")
+    warm = None
+    for t in range(horizon):
+        obs = torch.as_tensor(obs_np, dtype=torch.float32)
+        if params is None:
+            action = low + (high - low) * torch.rand(S, a_dim, generator=gen)
+        else:
+            adapted = adapt_online(params, stats, hist, t, past, inner_lr)
+            task = {k: torch.as_tensor(v, dtype=torch.float32)[:, None] for k, v in env._task_arrays.items()
+                    if not envs.get_family(family).dynamics}
+            step_fn = model_step_fn(adapted, stats, lambda o, a, n, task=task: transition_reward(family, task, o, a, n))
+            with torch.no_grad():
+                action, mean_plan = plan(step_fn, obs, act_dim=a_dim, low=low, high=high, horizon=plan_h,
+                                         init_mean=warm, generator=gen, **opts)
+            warm = torch.cat([mean_plan[:, 1:], mean_plan[:, -1:]], 1)  # the plan shifted by one step
+        next_np, r, term, trunc, info = env.step(action.double().numpy())
+        active = torch.as_tensor(info["active"])
+        hist[0][:, t], hist[1][:, t] = obs, action
+        hist[2][:, t] = torch.as_tensor(next_np, dtype=torch.float32)
+        rewards[:, t] = torch.as_tensor(r, dtype=torch.float32)
+        valid[:, t] = active
+        obs_np = next_np
+        if not (~(term | trunc)).any():
+            break
+    return {"obs": hist[0], "act": hist[1], "next_obs": hist[2], "reward": rewards, "valid": valid,
+            "returns": rewards.sum(1)}
+
+
+def train_loop(family: str, *, iterations: int, tasks_per_iteration: int, horizon: int, hidden_sizes=(512, 512, 512),
+               fit_iterations: int = 200, batch: int = 32, lr: float = 1e-3, past: int = 16, future: int = 16,
+               inner_lr: float = 0.01, meta: bool = True, planner: dict | None = None, seed: int = 0,
+               nthread: int = 0, log: Callable[[dict], None] | None = None) -> tuple[dict, dict, list[dict]]:
+    """GrBAL's iterative training: random episodes first, then alternately fit the model on all data so
+    far and collect new episodes of new training tasks with the controller through it (adapted online
+    when ``meta``; ``meta=False`` trains the non-meta baseline, a model of all tasks' data).
+
+    Args:
+        family: a locomotion family (training tasks from ``envs.sample_tasks``).
+        iterations: fit-and-collect rounds after the random one.
+        tasks_per_iteration: simulations (one task each) per collection.
+        horizon: episode length.
+        hidden_sizes: the model's ReLU layers.
+        fit_iterations, batch, lr: Adam steps, segments per step and step size per round.
+        past, future: M and K.
+        inner_lr: inner step size, in training and online.
+        meta: meta-train or fit plainly.
+        planner: :func:`plan` options.
+        seed: tasks, initial states, weights and segments.
+        nthread: engine threads.
+        log: called after each round with ``{"iteration", "env_steps", "return", "model_loss"}``.
+
+    Returns:
+        ``(params, stats, history)``: the last model and one record per round.
+    """
+    import numpy as np
+
+    import envs
+
+    rng = np.random.default_rng([seed, 3])
+    gen = torch.Generator().manual_seed(seed)
+    data, history, params, stats = [], [], None, None
+    env_steps = 0
+    for it in range(iterations + 1):
+        tasks = envs.sample_tasks(family, tasks_per_iteration, rng)
+        ep = run_controller(family, tasks, params, stats, horizon=horizon, past=past,
+                            inner_lr=inner_lr if meta else 0.0, planner=planner, seed=seed * 1000 + it,
+                            nthread=nthread)
+        env_steps += int(ep["valid"].sum())
+        data.append(ep)
+        cat = {k: torch.cat([d[k] for d in data]) for k in ("obs", "act", "next_obs", "valid")}
+        stats = fit_stats(cat["obs"], cat["act"], cat["next_obs"], cat["valid"])
+        if params is None:
+            params = init_dynamics(cat["obs"].shape[-1], cat["act"].shape[-1], tuple(hidden_sizes), generator=gen)
+        params, losses = fit_model(params, stats, (cat["obs"], cat["act"], cat["next_obs"]), cat["valid"],
+                                   iterations=fit_iterations, batch=batch, lr=lr, past=past, future=future,
+                                   inner_lr=inner_lr, meta=meta, generator=gen)
+        record = {"iteration": it, "env_steps": env_steps, "return": float(ep["returns"].mean()),
+                  "model_loss": float(np.mean(losses[-10:]))}
+        history.append(record)
+        if log is not None:
+            log(record)
+    return params, stats, history

@@ -14,6 +14,7 @@ from metarl.grbal import (
     model_step_fn,
     plan,
     sample_segments,
+    train_loop,
 )
 from policies.dynamics import dynamics_loss, fit_stats, init_dynamics, predict
 
@@ -194,3 +195,14 @@ def test_meta_trained_model_adapts_where_a_model_of_all_tasks_cannot(one_thread)
     meta_adapted, meta_plain, plain_adapted = error(meta, 0.1), error(meta, 0.0), error(plain, 0.1)
     assert meta_adapted < 0.7 * meta_plain, (meta_adapted, meta_plain)
     assert meta_adapted < 0.8 * plain_adapted, (meta_adapted, plain_adapted)
+
+
+def test_learner_improves_on_a_small_family(one_thread):
+    """Two fit-and-plan rounds on HalfCheetahDisabledJoint (4 tasks, 60 steps): the controller runs where
+    random actions did not (measured: -10.1 random, then -0.4 and 4.6)."""
+    _, _, hist = train_loop("HalfCheetahDisabledJoint", iterations=2, tasks_per_iteration=4, horizon=60,
+                            hidden_sizes=(64, 64), fit_iterations=150, batch=32, past=8, future=8, inner_lr=0.01,
+                            planner={"candidates": 200, "horizon": 5}, nthread=1)
+    assert [h["env_steps"] for h in hist] == [240, 480, 720]
+    assert hist[-1]["return"] > hist[0]["return"] + 7.0, hist
+    assert hist[-1]["model_loss"] < hist[0]["model_loss"]
