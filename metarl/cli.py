@@ -168,9 +168,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         _usage_errors(check_options, sampler_options["num_workers"], sampler_options["cpus_per_worker"])
 
-    def connect_ray() -> None:
+    def connect_ray(cfg) -> None:
         # Before the run directory is made or --force empties it: a cluster that is not there or too
         # small for the workers is a usage error that leaves nothing behind.
+        if args.sampler == "ray" and cfg.algo in config.MODEL_BASED:
+            raise UsageError(f"algo {cfg.algo} samples with its planner in this process: use --sampler local")
         if args.sampler == "ray":
             _usage_errors(connect, sampler_options["address"], sampler_options["num_workers"],
                           sampler_options["cpus_per_worker"])
@@ -185,7 +187,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UsageError("give the run directory once: --resume DIR (not also --out)")
         out = Path(args.resume)
         cfg = _usage_errors(prepare_run_dir, out, None, resume=True, force=False)
-        connect_ray()
+        connect_ray(cfg)
         extra = [o for o in overrides if o.partition("=")[0].strip() not in ("iterations", "device")]
         if extra:
             raise UsageError(f"a resumed run keeps its config; only iterations and device may change, "
@@ -200,12 +202,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cfg = _usage_errors(config.load, args.config, overrides)
         out = Path(args.out or f"runs/{Path(args.config).stem}-seed{cfg.seed}")
         _check_device(cfg.device)
-        connect_ray()
+        connect_ray(cfg)
         created = not out.exists()
         cfg = _usage_errors(prepare_run_dir, out, cfg, resume=False, force=args.force)
     _check_device(cfg.device)
     from metarl.trainer import Interrupted, NonFiniteError
 
+    model_based = cfg.algo in config.MODEL_BASED
+    if model_based:
+        from metarl.model_based import ModelBasedTrainer as Trainer  # noqa: N814 (same interface)
     try:
         trainer = _usage_errors(Trainer, cfg, out, resume=bool(args.resume), sampler=args.sampler,
                                 sampler_options=sampler_options)
@@ -231,6 +236,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"resume with: {PROG} train --resume {out}", file=sys.stderr)
         return 1
     last = rows[-1] if rows else None
+    if model_based:
+        print(f"trained {cfg.family} with {cfg.algo}: iterations {start} -> {trainer.iteration}"
+              + (f", return {last['post_return']:.1f}, model loss {last['model_loss']:.4f}" if last else ""))
+        print(f"run directory: {out}  (model.pt, checkpoint.pt, progress.csv, config.yaml)")
+        return 0
     print(f"trained {cfg.family} with {cfg.algo}: iterations {start} -> {trainer.iteration}"
           + (f", pre-adaptation return {last['pre_return']:.1f}, post-adaptation {last['post_return']:.1f}"
              if last else ""))

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import yaml
 
-ALGOS = ("trpo", "maml-ppo", "promp", "vpg", "reptile")
+ALGOS = ("trpo", "maml-ppo", "promp", "vpg", "reptile", "grbal", "mb-mpc")
+MODEL_BASED = ("grbal", "mb-mpc")  # a dynamics model and a planner instead of a policy
+PLANNERS = ("mppi", "cem", "random")  # metarl.grbal.PLANNERS, without importing torch here
 INNER_ESTIMATORS = ("vpg", "lvc", "dice")  # metarl.adaptation.INNER_ESTIMATORS, without importing torch here
 # Names a config may still use; each maps to its current name with a warning.
 RENAMED_ALGOS = {"ppo": "maml-ppo"}
@@ -33,8 +35,10 @@ class Config:
     """family options, e.g. {max_velocity: 3.0} or {terminate_when_unhealthy: false}"""
     algo: str = "trpo"
     """meta-learner: trpo (MAML-TRPO), maml-ppo (MAML with a clipped PPO outer step and MAML's VPG inner
-    loss; called ppo before), promp (ProMP: maml-ppo with the LVC inner loss), vpg (MAML-VPG) or reptile
-    (first-order: move toward each task's adapted parameters)"""
+    loss; called ppo before), promp (ProMP: maml-ppo with the LVC inner loss), vpg (MAML-VPG), reptile
+    (first-order: move toward each task's adapted parameters), grbal (model-based: a dynamics model
+    meta-trained to adapt from its last transitions, and a planner; Nagabandi et al. 2019) or mb-mpc
+    (the same model fit to all tasks' data without meta-learning, GrBAL's non-meta baseline)"""
     first_order: bool = False
     """first-order MAML: drop the second-order term of the meta-gradient"""
     inner_estimator: str | None = None
@@ -93,6 +97,30 @@ class Config:
     """Reptile: step size toward the tasks' mean adapted parameters at the first iteration"""
     reptile_eps_end: float = 0.0
     """Reptile: step size reached (linearly) at the last iteration"""
+    model_hidden_sizes: list[int] = field(default_factory=lambda: [512, 512, 512])
+    """grbal, mb-mpc: ReLU layers of the dynamics model (GrBAL: three of 512)"""
+    model_lr: float = 1e-3
+    """grbal, mb-mpc: Adam step size of the model (GrBAL: 1e-3)"""
+    model_steps: int = 200
+    """grbal, mb-mpc: Adam steps on the data so far after each collection"""
+    model_batch: int = 32
+    """grbal, mb-mpc: trajectory segments per Adam step"""
+    past_steps: int = 16
+    """grbal, mb-mpc: M, the past transitions the model adapts on (GrBAL: 16; mb-mpc does not adapt)"""
+    future_steps: int = 16
+    """grbal: K, the future transitions the adapted model is trained to predict (GrBAL: 16)"""
+    planner: str = "mppi"
+    """grbal, mb-mpc: mppi, cem or random (random shooting)"""
+    planner_horizon: int = 10
+    """grbal, mb-mpc: planning horizon in control steps (GrBAL: 10)"""
+    planner_candidates: int = 500
+    """grbal, mb-mpc: candidate action sequences per simulation and step (GrBAL: 500)"""
+    planner_iterations: int = 1
+    """grbal, mb-mpc: refinements of the plan per step (mppi, cem)"""
+    planner_noise: float = 0.5
+    """grbal, mb-mpc: perturbation of the plan, in half action ranges (mppi, cem)"""
+    planner_kappa: float = 1.0
+    """grbal, mb-mpc: MPPI's inverse temperature on returns standardised over the candidates"""
     seed: int = 0
     """seed of tasks, initial states, action noise and initial weights"""
     device: str = "cpu"
@@ -172,6 +200,26 @@ def check(cfg: Config) -> Config:
         (0 <= cfg.reptile_eps_end <= cfg.reptile_eps, "reptile_eps_end", "must be in [0, reptile_eps]"),
         (cfg.device in ("cpu", "cuda") or cfg.device.startswith("cuda:"), "device", "must be cpu or cuda"),
         (cfg.nthread >= 0, "nthread", "must be >= 0"),
+        (len(cfg.model_hidden_sizes) >= 1 and min(cfg.model_hidden_sizes) >= 1, "model_hidden_sizes",
+         "must be positive sizes"),
+        (cfg.model_lr > 0, "model_lr", "must be > 0"),
+        (cfg.model_steps >= 1, "model_steps", "must be >= 1"),
+        (cfg.model_batch >= 1, "model_batch", "must be >= 1"),
+        (cfg.past_steps >= 1, "past_steps", "must be >= 1"),
+        (cfg.future_steps >= 1, "future_steps", "must be >= 1"),
+        (cfg.planner in PLANNERS, "planner", f"must be one of {', '.join(PLANNERS)}"),
+        (cfg.planner_horizon >= 1, "planner_horizon", "must be >= 1"),
+        (cfg.planner_candidates >= 2, "planner_candidates", "must be >= 2"),
+        (cfg.planner_iterations >= 1, "planner_iterations", "must be >= 1"),
+        (cfg.planner_noise > 0, "planner_noise", "must be > 0"),
+        (cfg.planner_kappa > 0, "planner_kappa", "must be > 0"),
+        (cfg.algo not in MODEL_BASED or envs.get_family(cfg.family).body is not None, "family",
+         "must be a MuJoCo family for the model-based learners"),
+        (cfg.algo not in MODEL_BASED or cfg.family != "AntGoal", "family",
+         "AntGoal is not supported by the model-based learners (its reward needs the torso position, which "
+         "the observation omits)"),
+        (cfg.algo not in MODEL_BASED or (cfg.horizon or envs.get_family(cfg.family).horizon)
+         >= cfg.past_steps + cfg.future_steps, "horizon", "must be at least past_steps + future_steps"),
         (cfg.checkpoint_every >= 1, "checkpoint_every", "must be >= 1"),
         (cfg.max_nonfinite_steps >= 1, "max_nonfinite_steps", "must be >= 1"),
     ]

@@ -32,6 +32,9 @@ def load_meta_policy(path: str | Path, family: str | None = None) -> tuple[dict,
     """
     path = Path(path)
     if path.is_dir():
+        if (path / "model.pt").is_file() and not (path / "policy.pt").is_file():
+            raise ValueError(f"{str(path)!r} is a model-based run (model.pt, algo grbal or mb-mpc): it has no policy "
+                             "for this command to adapt; its controller's return per iteration is in progress.csv")
         path = path / "policy.pt"
     if not path.is_file():
         raise ValueError(f"no policy at {str(path)!r} (give a run directory or a policy.pt file)")

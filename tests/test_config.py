@@ -39,7 +39,7 @@ def test_every_shipped_config_loads():
         ("meta_batch_size: 0\n", "'meta_batch_size' must be >= 1"),
         ("horizon: 0\n", "'horizon' must be >= 1"),
         ("max_kl: 0\n", "'max_kl' must be > 0"),
-        ("algo: sac\n", "'algo' must be one of trpo, maml-ppo, promp, vpg, reptile, got 'sac'"),
+        ("algo: sac\n", "'algo' must be one of trpo, maml-ppo, promp, vpg, reptile, grbal, mb-mpc, got 'sac'"),
         ("inner_estimator: magic\n", "'inner_estimator' must be one of vpg, lvc, dice or null, got 'magic'"),
         ("inner_estimator: 1\n", "'inner_estimator' must be str | None"),
         ("algo: reptile\ninner_estimator: lvc\n", "'inner_estimator' changes only the second-order"),
