@@ -470,6 +470,51 @@ def _add_eval(subparsers) -> None:
     p.set_defaults(func=_cmd_eval)
 
 
+def _cmd_eval_model(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from metarl.checks import check_int
+    from metarl.model_based_eval import evaluate_model_based
+
+    for name in ("tasks", "seed", "maml_steps", "episodes", "horizon", "switch_at", "nthread"):
+        value = getattr(args, name)
+        _usage_errors(check_int, f"--{name.replace('_', '-')}", value, 2 if name == "tasks" else
+                      (0 if name in ("seed", "maml_steps", "nthread") else 1),
+                      optional=name in ("horizon", "switch_at"))
+    out = Path(args.out or Path(args.run) / f"model-eval-seed{args.seed}")
+    print(f"evaluating on {args.tasks} held-out tasks (one episode each):", flush=True)
+    record = _usage_errors(evaluate_model_based, args.run, out, num_tasks=args.tasks, seed=args.seed,
+                           horizon=args.horizon, mb_run=args.mb_run, maml_run=args.maml_run, maml_steps=args.maml_steps,
+                           episodes=args.episodes, switch_at=args.switch_at, nthread=args.nthread,
+                           progress=not args.no_progress)
+    print(f"wrote {out / 'model_eval.json'}, model_eval.png ({record['wall_clock_s'] / 60:.1f} min)")
+    return 0
+
+
+def _add_eval_model(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval-model", help="a GrBAL run against its baselines on held-out tasks",
+        description="Run the GrBAL controller (its model adapted online at every step), the same model unadapted, "
+        "an mb-mpc model adapted the same way (--mb-run) and a meta-trained policy after its own inner steps "
+        "(--maml-run) on held-out tasks, each with the env steps its training used; --switch-at K adds episodes "
+        "that switch from a training task to the held-out one after K steps. Writes model_eval.json and "
+        "model_eval.png.")
+    p.add_argument("run", metavar="RUN_DIR", help="a metarl train run directory with algo grbal")
+    p.add_argument("--mb-run", metavar="DIR", help="an algo mb-mpc run of the same family")
+    p.add_argument("--maml-run", metavar="DIR", help="a policy run (trpo, promp...) of the same family")
+    p.add_argument("--maml-steps", type=int, default=1, help="the policy's inner steps (default: %(default)s)")
+    p.add_argument("--episodes", type=int, default=10,
+                   help="the policy's episodes per task and inner step (default: %(default)s)")
+    p.add_argument("--tasks", type=int, default=40, help="held-out tasks (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of tasks, initial states and planner (default: 0)")
+    p.add_argument("--horizon", type=int, help="episode length (default: the run's)")
+    p.add_argument("--switch-at", type=int, help="also run episodes whose task switches after this many steps")
+    p.add_argument("--nthread", type=int, default=0, help="simulation threads (default: every core)")
+    p.add_argument("--out", help="output directory (default: RUN_DIR/model-eval-seed<seed>)")
+    p.add_argument("--no-progress", action="store_true", help="no per-method lines")
+    p.set_defaults(func=_cmd_eval_model)
+
+
 # --- demo -------------------------------------------------------------------------------------------
 
 
@@ -580,7 +625,8 @@ def _add_sinusoid(subparsers) -> None:
     p.set_defaults(func=_cmd_sinusoid)
 
 
-COMMANDS: list[Callable] = [_add_demo, _add_train, _add_eval, _add_render, _add_plot, _add_sinusoid, _add_bench]
+COMMANDS: list[Callable] = [_add_demo, _add_train, _add_eval, _add_eval_model, _add_render, _add_plot, _add_sinusoid,
+                            _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

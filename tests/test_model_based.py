@@ -71,3 +71,49 @@ def test_policy_commands_explain_a_model_based_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["eval", str(out), "--no-progress"])
     assert "model-based run" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mb")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for algo in ("grbal", "mb-mpc"):
+        assert cli.main(["train", CONFIG, *TINY, "--set", f"algo={algo}", "--out", str(root / algo),
+                         "--no-progress"]) == 0
+    assert cli.main(["train", "configs/halfcheetah-vel-fast.yaml", "--set", "family=HalfCheetahDisabledJoint",
+                     "--set", "iterations=1", "--set", "meta_batch_size=2", "--set", "episodes_per_task=2",
+                     "--set", "horizon=40", "--set", "nthread=1", "--out", str(root / "trpo"), "--no-progress"]) == 0
+    torch.set_num_threads(before)
+    return root
+
+
+def test_eval_model_scores_every_method_on_the_held_out_joint(tiny_runs, tmp_path):
+    import json
+
+    out = tmp_path / "ev"
+    assert cli.main(["eval-model", str(tiny_runs / "grbal"), "--mb-run", str(tiny_runs / "mb-mpc"), "--maml-run",
+                     str(tiny_runs / "trpo"), "--tasks", "3", "--episodes", "2", "--switch-at", "15", "--nthread", "1",
+                     "--out", str(out)]) == 0
+    record = json.loads((out / "model_eval.json").read_text())
+    assert list(record["methods"]) == ["grbal", "grbal-unadapted", "mb-mpc", "maml"]
+    assert all(t == {"joint": 3} for t in record["tasks"])  # the joint training never saw
+    assert all(len(m["per_task"]) == 3 for m in record["methods"].values())
+    assert record["methods"]["grbal"]["training_env_steps"] == 240
+    assert record["methods"]["maml"]["training_env_steps"] == 320  # 2 tasks x 2 episodes x 40 steps, pre and post
+    assert record["methods"]["grbal-unadapted"]["inner_lr"] == 0.0
+    assert all(t["joint"] != 3 for t in record["switch"]["from_tasks"])
+    assert all(len(v) == 40 for v in record["switch"]["reward_per_step"].values())
+    assert (out / "model_eval.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--switch-at", "40"], "switch-at"), (["--tasks", "1"], "--tasks"),
+    (["--mb-run", "GRBAL"], "mb-mpc run"), (["--maml-run", "MB"], "policy"),
+])
+def test_eval_model_bad_input_names_the_problem(tiny_runs, tmp_path, capsys, extra, message):
+    extra = [{"GRBAL": str(tiny_runs / "grbal"), "MB": str(tiny_runs / "mb-mpc")}.get(x, x) for x in extra]
+    with pytest.raises(SystemExit):
+        cli.main(["eval-model", str(tiny_runs / "grbal"), "--tasks", "2", "--nthread", "1", "--out",
+                  str(tmp_path / "o"), *extra])
+    assert message in capsys.readouterr().err

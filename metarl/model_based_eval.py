@@ -1,0 +1,176 @@
+"""Evaluation of model-based runs (``metarl eval-model``): GrBAL against its baselines on held-out tasks.
+
+Methods, each on the same held-out tasks (``envs.task_split(family, "test", n, seed)``: for the
+broken-actuator families the joint or leg never seen in training), one episode per task, and each
+with the env steps its training used:
+
+``grbal``            the meta-trained model, adapted online at every step on the last M transitions;
+``grbal-unadapted``  the same model, never adapted;
+``mb-mpc``           a model fit to all tasks' data without meta-learning (``--mb-run``), adapted
+                     online the same way;
+``maml``             a policy meta-trained with ``metarl train`` (``--maml-run``), after
+                     ``--maml-steps`` inner steps of its own (each on ``episodes`` fresh episodes).
+
+With ``--switch-at k`` it also runs each model-based method on episodes that start on a training
+task and switch to the held-out one after k steps, and records the reward per step around the
+switch. Writes ``model_eval.json`` and ``model_eval.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import envs
+from metarl import config
+from metarl.evaluation import adaptation_returns, load_meta_policy, mean_ci
+from metarl.files import ensure_writable_dir, git_commit
+from metarl.grbal import run_controller
+from metarl.model_based import planner_options
+
+
+def load_model_run(path: str | Path) -> tuple[dict, dict, config.Config, int]:
+    """``(params, stats, config, training env steps)`` of a model-based run directory."""
+    run = Path(path)
+    if not (run / "model.pt").is_file():
+        raise ValueError(f"no model.pt in {str(run)!r} (give a run directory of metarl train with algo grbal "
+                         "or mb-mpc)")
+    model = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    cfg = config.from_dict(model["config"], str(run / "model.pt"))
+    return model["params"], model["stats"], cfg, _training_env_steps(run)
+
+
+def _training_env_steps(run: Path) -> int | None:
+    path = run / "progress.csv"
+    if not path.is_file():
+        return None
+    lines = path.read_text().strip().splitlines()
+    if len(lines) < 2:
+        return None
+    header = lines[0].split(",")
+    return int(float(lines[-1].split(",")[header.index("env_steps")]))
+
+
+def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int = 40, seed: int = 0,
+                         horizon: int | None = None, mb_run: str | Path | None = None,
+                         maml_run: str | Path | None = None, maml_steps: int = 1, episodes: int = 10,
+                         switch_at: int | None = None, nthread: int = 0, progress: bool = True) -> dict:
+    """Evaluate a GrBAL run and its baselines; write ``model_eval.json`` and ``model_eval.png``.
+
+    Args:
+        run: a run directory of ``metarl train`` with ``algo: grbal``.
+        out_dir: where the outputs go (created).
+        num_tasks: held-out tasks.
+        seed: seeds the tasks, the initial states and the planner.
+        horizon: episode length (default: the run's).
+        mb_run: an ``algo: mb-mpc`` run of the same family (method ``mb-mpc``).
+        maml_run: a policy run (``metarl train`` with a policy learner) of the same family.
+        maml_steps: the policy's inner steps before its return is taken.
+        episodes: the policy's episodes per task and inner step.
+        switch_at: also run the mid-episode switch scenario, switching after this many steps.
+        nthread: engine threads.
+        progress: print a line per method.
+
+    Returns:
+        The record written to model_eval.json.
+    """
+    t_start = time.perf_counter()
+    params, stats, cfg, steps_used = load_model_run(run)
+    if cfg.algo != "grbal":
+        raise ValueError(f"{str(run)!r} was trained with algo {cfg.algo}; eval-model takes a grbal run "
+                         "(give mb-mpc runs as --mb-run)")
+    family = cfg.family
+    horizon = horizon or cfg.horizon or envs.get_family(family).horizon
+    if switch_at is not None and not 1 <= switch_at < horizon:
+        raise ValueError(f"--switch-at must be in [1, {horizon - 1}], got {switch_at}")
+    models = {"grbal": (params, stats, cfg.inner_lr, steps_used), "grbal-unadapted": (params, stats, 0.0, steps_used)}
+    if mb_run is not None:
+        mb_params, mb_stats, mb_cfg, mb_steps = load_model_run(mb_run)
+        if mb_cfg.family != family or mb_cfg.algo != "mb-mpc":
+            raise ValueError(f"--mb-run must be an mb-mpc run of {family}, got {mb_cfg.algo} on {mb_cfg.family}")
+        models["mb-mpc"] = (mb_params, mb_stats, cfg.inner_lr, mb_steps)
+    maml = None
+    if maml_run is not None:
+        maml = load_meta_policy(maml_run, family)
+    out = Path(out_dir)
+    ensure_writable_dir(out)
+    tasks = envs.task_split(family, "test", num_tasks, seed, **cfg.family_options)
+    plan_opts = planner_options(cfg)
+    methods = {}
+    for name, (p, s, lr, used) in models.items():
+        ep = run_controller(family, tasks, p, s, horizon=horizon, past=cfg.past_steps, inner_lr=lr, planner=plan_opts,
+                            seed=seed, family_options=cfg.family_options, nthread=nthread)
+        per_task = ep["returns"].numpy()
+        mean, lo, hi = mean_ci(per_task)
+        methods[name] = {"mean": mean, "ci95": [lo, hi], "per_task": per_task.tolist(), "training_env_steps": used,
+                         "inner_lr": lr}
+        if progress:
+            print(f"  {name:16s} {mean:9.1f} [{lo:.1f}, {hi:.1f}]   trained on {used} env steps", flush=True)
+    if maml is not None:
+        policy, spec = maml
+        returns, _ = adaptation_returns(policy, spec, tasks, maml_steps, episodes, seed, horizon, gamma=spec.gamma,
+                                        gae_lambda=spec.gae_lambda, nthread=nthread)
+        mean, lo, hi = mean_ci(returns[-1])
+        used = _training_env_steps(Path(maml_run) if Path(maml_run).is_dir() else Path(maml_run).parent)
+        methods["maml"] = {"mean": mean, "ci95": [lo, hi], "per_task": returns[-1].tolist(), "training_env_steps": used,
+                           "after_steps": maml_steps, "episodes_per_step": episodes}
+        if progress:
+            print(f"  {'maml':16s} {mean:9.1f} [{lo:.1f}, {hi:.1f}]   after {maml_steps} step(s); trained on "
+                  f"{used} env steps", flush=True)
+    record = {"family": family, "num_tasks": num_tasks, "seed": seed, "horizon": horizon, "tasks": tasks,
+              "run": str(run), "mb_run": None if mb_run is None else str(mb_run),
+              "maml_run": None if maml_run is None else str(maml_run), "planner": plan_opts,
+              "past_steps": cfg.past_steps, "methods": methods, "ci": "95% Student-t interval of the mean over tasks",
+              "commit": git_commit()}
+    if switch_at is not None:
+        before = envs.task_split(family, "train", num_tasks, seed, **cfg.family_options)
+        per_step = {}
+        for name, (p, s, lr, _) in models.items():
+            ep = run_controller(family, before, p, s, horizon=horizon, past=cfg.past_steps, inner_lr=lr,
+                                planner=plan_opts, seed=seed, switch=(switch_at, tasks),
+                                family_options=cfg.family_options, nthread=nthread)
+            valid = ep["valid"].float()
+            per_step[name] = (ep["reward"].sum(0) / valid.sum(0).clamp_min(1)).tolist()
+        record["switch"] = {"at": switch_at, "from_tasks": before, "reward_per_step": per_step}
+    record["wall_clock_s"] = time.perf_counter() - t_start
+    (out / "model_eval.json").write_text(json.dumps(record, indent=1) + "\n")
+    plot_model_eval(record, out / "model_eval.png")
+    return record
+
+
+def plot_model_eval(record: dict, path: Path) -> None:
+    """Mean return with its interval per method (and the reward per step around the switch)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    has_switch = "switch" in record
+    fig, axes = plt.subplots(1, 2 if has_switch else 1, figsize=(11 if has_switch else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    names = list(record["methods"])
+    means = [record["methods"][n]["mean"] for n in names]
+    err = np.array([[m - record["methods"][n]["ci95"][0], record["methods"][n]["ci95"][1] - m]
+                    for n, m in zip(names, means, strict=True)]).T
+    labels = [f"{n}\n{record['methods'][n]['training_env_steps'] or '?'} steps" for n in names]
+    ax.bar(range(len(names)), means, yerr=err, capsize=4, color="tab:blue", alpha=0.8)
+    ax.set_xticks(range(len(names)), labels, fontsize="small")
+    ax.set_ylabel(f"return on {record['num_tasks']} held-out tasks (95% CI)")
+    ax.set_title(record["family"])
+    ax.grid(alpha=0.3, axis="y")
+    if has_switch:
+        ax = axes[0, 1]
+        for name, values in record["switch"]["reward_per_step"].items():
+            ax.plot(np.arange(1, len(values) + 1), values, label=name)
+        ax.axvline(record["switch"]["at"] + 0.5, color="grey", ls=":", lw=1)
+        ax.set_xlabel("step (task switches after the dotted line)")
+        ax.set_ylabel("reward per step (mean over tasks)")
+        ax.legend(fontsize="small")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
