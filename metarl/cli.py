@@ -122,6 +122,34 @@ def _add_bench(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="4 tasks x 4 episodes, horizon 20, 1 repeat (tests)")
     p.set_defaults(func=_cmd_bench_ray)
 
+    p = kinds.add_parser(
+        "planner", help="control rate of the model-based controller against the bare engine",
+        description="Env steps per second of GrBAL's controller (MPPI through a per-simulation model adapted "
+        "at every step) for candidates x planning horizon x model size x torch threads, and its ratio to the "
+        "same simulations stepped with random actions. Writes OUT/planner-<date>-<time>.json.",
+    )
+    p.add_argument("--family", default="HalfCheetahDisabledJoint", help="task family (default: %(default)s)")
+    p.add_argument("--sims", type=int, default=20, help="simulations (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=20, help="control steps timed (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="timings, median reported (default: %(default)s)")
+    p.add_argument("--out", default="benchmarks/results", help="directory of the JSON record")
+    p.add_argument("--quick", action="store_true", help="2 simulations, 3 steps, one tiny setting (tests)")
+    p.set_defaults(func=_cmd_bench_planner)
+
+
+def _cmd_bench_planner(args: argparse.Namespace) -> int:
+    import envs
+    from benchmarks import planner_bench
+
+    for name in ("sims", "steps", "repeats"):
+        _usage_errors(check_int, f"--{name}", getattr(args, name))
+    fam = _usage_errors(envs.get_family, args.family)
+    if fam.body is None or fam.name == "AntGoal":
+        raise UsageError(f"--family must be a MuJoCo family other than AntGoal for the planner, got {fam.name}")
+    planner_bench.run(family=fam.name, sims=args.sims, steps=args.steps, repeats=args.repeats, out_dir=args.out,
+                      quick=args.quick)
+    return 0
+
 
 def _cmd_bench_ray(args: argparse.Namespace) -> int:
     from metarl.distributed import check_options

@@ -91,3 +91,19 @@ def test_bench_update_quick_writes_a_consistent_record(tmp_path):
     assert step["same_step"]["max_param_diff"] < 1e-4
     it = record["iteration"]
     assert it["time_total"] >= it["time_sampling"] > 0
+
+
+def test_bench_planner_quick_writes_a_record_with_its_reference(tmp_path, capsys):
+    import json
+
+    assert main(["bench", "planner", "--quick", "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("planner-*.json")
+    record = json.loads(path.read_text())
+    assert record["reference"]["env_steps_per_s"] > 0 and len(record["rows"]) == 1
+    row = record["rows"][0]
+    assert row["ratio_to_reference"] == pytest.approx(record["reference"]["seconds"] / row["seconds"])
+    assert "vs reference" in capsys.readouterr().out
+    for bad in (["--sims", "0"], ["--family", "Navigation2D"], ["--family", "AntGoal"]):
+        with pytest.raises(SystemExit) as e:
+            main(["bench", "planner", "--quick", "--out", str(tmp_path), *bad])
+        assert e.value.code == 2
