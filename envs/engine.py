@@ -401,7 +401,16 @@ class MujocoVectorEnv(TaskVectorEnv):
         self._mujoco.mj_forward(model, data)
         if self._renderer is None or self._renderer.size != (width, height):
             self._renderer = FrameRenderer(self.model, self.body, width, height)
-        return self._renderer.render(data)
+        return self._renderer.render(data, self.broken_geoms(index))
+
+    def broken_geoms(self, index: int) -> np.ndarray:
+        """Geom ids of the bodies that sub-environment ``index``'s broken actuators move (none for other
+        families, or when ``gear_scale`` leaves them whole)."""
+        if self.family.name not in BROKEN_ACTUATORS or not self.tasks or self.options["gear_scale"] == 1.0:
+            return np.zeros(0, dtype=np.int64)
+        key, actuators, _ = BROKEN_ACTUATORS[self.family.name]
+        joints = self.model.actuator_trnid[list(actuators[int(self._task_arrays[key][index])]), 0]
+        return np.flatnonzero(np.isin(self.model.geom_bodyid, self.model.jnt_bodyid[joints]))
 
     def render(self):
         """Frame of sub-environment 0 (see :meth:`render_frame` for any other)."""

@@ -49,9 +49,18 @@ class FrameRenderer:
         self._camera.distance, self._camera.elevation, _ = CAMERAS[body]
         self._camera.azimuth = 90.0
 
-    def render(self, data):
-        """``[height, width, 3]`` uint8 frame of ``data`` (forward quantities must be current)."""
+    def render(self, data, highlight_geoms=()):
+        """``[height, width, 3]`` uint8 frame of ``data`` (forward quantities must be current); the geoms
+        whose ids are in ``highlight_geoms`` are drawn red (a broken joint or leg)."""
+        import mujoco
+
         self._renderer.update_scene(data, camera=self._camera)
+        if len(highlight_geoms):
+            scene, marked = self._renderer.scene, set(int(g) for g in highlight_geoms)
+            for i in range(scene.ngeom):
+                geom = scene.geoms[i]
+                if geom.objtype == mujoco.mjtObj.mjOBJ_GEOM and geom.objid in marked:
+                    geom.rgba[:] = (0.85, 0.1, 0.1, 1.0)
         return self._renderer.render().copy()
 
     def close(self) -> None:

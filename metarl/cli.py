@@ -378,9 +378,51 @@ def _render_task(args: argparse.Namespace) -> dict:
     return task
 
 
+def _cmd_render_model(args: argparse.Namespace) -> int:
+    from metarl.model_based_eval import load_model_run
+    from metarl.render import render_controller
+
+    ignored = [flag for flag, value in (("--steps", args.steps), ("--episodes", args.episodes),
+                                        ("--family", args.family)) if value is not None]
+    if ignored or args.layout != "sequence":
+        raise UsageError(f"{', '.join(ignored) or '--layout'}: a model-based run has no inner steps to show "
+                         "(its controller adapts online); give --task or --test-task, and --switch-at with "
+                         "--switch-task to break the robot mid-episode")
+    if args.task and args.test_task is not None:
+        raise UsageError("give either --task KEY=VALUE or --test-task INDEX, not both")
+    _, _, cfg, _ = _usage_errors(load_model_run, args.policy)
+    if args.task:
+        task = _parse_task(args.task)
+    elif args.test_task is not None:
+        from metarl.evaluation import held_out_task
+
+        task = _usage_errors(held_out_task, cfg.family, args.test_task, args.test_tasks, args.seed,
+                             **cfg.family_options)
+        print(f"held-out task {args.test_task} of {args.test_tasks}: {cfg.family} {task}")
+    else:
+        raise UsageError("give the task: --task KEY=VALUE or --test-task INDEX")
+    switch_task = _parse_task(args.switch_task) if args.switch_task else None
+    info = _usage_errors(render_controller, args.policy, task, args.out, size=_parse_size(args.size), seed=args.seed,
+                         horizon=args.horizon, switch_at=args.switch_at, switch_task=switch_task,
+                         adapt=not args.no_adapt, progress=not args.no_progress)
+    print(f"video: {info['out']}  ({info['frames']} frames, {info['fps']} fps); return {info['return']:.2f} over "
+          f"{info['length']} steps")
+    return 0
+
+
 def _cmd_render(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from metarl.render import render_adaptation
 
+    if Path(args.policy).is_dir() and (Path(args.policy) / "model.pt").is_file():
+        return _cmd_render_model(args)
+    model_flags = [flag for flag, value in (("--switch-at", args.switch_at), ("--switch-task", args.switch_task),
+                                            ("--no-adapt", args.no_adapt or None)) if value is not None]
+    if model_flags:
+        raise UsageError(f"{', '.join(model_flags)} apply to model-based runs (a run directory with model.pt)")
+    if args.steps is None:
+        raise UsageError("give --steps, the inner steps to show (e.g. 0,1)")
     task = _render_task(args)
     steps = _parse_steps(args.steps)
     size = _parse_size(args.size)
@@ -404,7 +446,9 @@ def _add_render(subparsers) -> None:
         description="Adapt a meta-policy to one task (EPISODES sampled episodes per inner step, as in "
         "evaluation), then roll out one deterministic episode (the policy mean) after each of STEPS inner "
         "steps and write it as a video with a caption (family, task, step, running return). MuJoCo "
-        "families only.",
+        "families only. For a model-based run (grbal, mb-mpc) it films one episode of its controller, "
+        "which adapts online; --switch-at K --switch-task KEY=VALUE breaks the robot mid-episode (broken "
+        "joints drawn red).",
     )
     p.add_argument("policy", metavar="RUN_DIR|POLICY.pt", help="a run directory or a policy.pt file")
     p.add_argument("--task", action="append", metavar="KEY=VALUE",
@@ -415,7 +459,7 @@ def _add_render(subparsers) -> None:
                    "--seed (any family, e.g. a RandParams draw); the task is printed")
     p.add_argument("--test-tasks", type=int, default=40,
                    help="size of that held-out set, as metarl eval --tasks (default: %(default)s)")
-    p.add_argument("--steps", required=True, help="comma-separated inner steps to show, e.g. 0,1,3")
+    p.add_argument("--steps", help="comma-separated inner steps to show, e.g. 0,1,3 (policies; required)")
     p.add_argument("--out", required=True, metavar="FILE.mp4|FILE.gif", help="the video to write")
     p.add_argument("--size", default="480x320", metavar="WxH", help="frame size (default: %(default)s)")
     p.add_argument("--episodes", type=int,
@@ -426,6 +470,11 @@ def _add_render(subparsers) -> None:
     p.add_argument("--layout", choices=["sequence", "side"], default="sequence",
                    help="episodes one after another or side by side (default: %(default)s)")
     p.add_argument("--family", help="refuse a policy of another family than this one")
+    p.add_argument("--switch-at", type=int, metavar="K",
+                   help="model-based runs: switch to --switch-task after K steps (a motor failing mid-episode)")
+    p.add_argument("--switch-task", action="append", metavar="KEY=VALUE",
+                   help="model-based runs: the task after the switch, e.g. --switch-task leg=0")
+    p.add_argument("--no-adapt", action="store_true", help="model-based runs: the controller's model not adapted")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_render)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch.func import vmap
 
@@ -224,7 +225,7 @@ def fit_model(params: dict, stats: dict, episodes: tuple, valid: torch.Tensor, *
 def run_controller(family: str, tasks: list[dict], params: dict | None, stats: dict | None, *, horizon: int,
                    past: int = 16, inner_lr: float = 0.0, planner: dict | None = None, seed: int = 0,
                    switch: tuple[int, list[dict]] | None = None, family_options: dict | None = None,
-                   nthread: int = 0) -> dict:
+                   nthread: int = 0, on_step: Callable | None = None) -> dict:
     """One episode per task on the batched engine, each simulation driven by model-predictive control
     through its own model, adapted at every step on its last ``past`` transitions (``inner_lr`` 0: not
     adapted); ``params=None`` acts uniformly at random (GrBAL's first data).
@@ -242,6 +243,8 @@ def run_controller(family: str, tasks: list[dict], params: dict | None, stats: d
         switch: ``(k, tasks)``: every simulation changes to its new task after k steps.
         family_options: the family's options.
         nthread: engine threads (0: all cores).
+        on_step: called as ``on_step(env, t, reward [S])`` after the reset (t = 0, reward 0) and after
+            every step (for rendering).
 
     Returns:
         ``{"obs", "act", "next_obs": [S, T, ...], "reward", "valid": [S, T], "returns": [S]}`` tensors
@@ -268,6 +271,8 @@ def run_controller(family: str, tasks: list[dict], params: dict | None, stats: d
     opts = {"method": "mppi", "horizon": 10, "candidates": 500, "iterations": 1, **(planner or {})}
     plan_h = opts.pop("horizon")
     warm = None
+    if on_step is not None:
+        on_step(env, 0, np.zeros(S))
     for t in range(horizon):
         obs = torch.as_tensor(obs_np, dtype=torch.float32)
         if params is None:
@@ -288,6 +293,8 @@ def run_controller(family: str, tasks: list[dict], params: dict | None, stats: d
         rewards[:, t] = torch.as_tensor(r, dtype=torch.float32)
         valid[:, t] = active
         obs_np = next_np
+        if on_step is not None:
+            on_step(env, t + 1, r)
         if not (~(term | trunc)).any():
             break
     return {"obs": hist[0], "act": hist[1], "next_obs": hist[2], "reward": rewards, "valid": valid,

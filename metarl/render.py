@@ -81,6 +81,9 @@ def format_task(task: dict) -> str:
     """``velocity=1.50``, ``goal=[1.00, -2.00]``; arrays of more than 3 values as their size and mean."""
     parts = []
     for key, value in task.items():
+        if isinstance(value, int | np.integer) and not isinstance(value, bool):  # a joint or leg index
+            parts.append(f"{key}={int(value)}")
+            continue
         v = np.asarray(value, dtype=np.float64)
         if v.ndim == 0:
             parts.append(f"{key}={float(v):.2f}")
@@ -300,3 +303,69 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
         "fps": fps,
         "sampled_returns": {k: float(sampled[k, 0]) for k in steps}, "episodes": episodes,
     }
+
+
+def render_controller(run: str | os.PathLike, task: dict, out: str | os.PathLike, size: tuple[int, int] = (480, 320),
+                      seed: int = 0, horizon: int | None = None, switch_at: int | None = None,
+                      switch_task: dict | None = None, adapt: bool = True, progress: bool = True) -> dict:
+    """Video of a model-based run's controller on ``task`` (its model adapted online unless ``adapt`` is
+    False), optionally switching to ``switch_task`` after ``switch_at`` steps; broken joints are drawn red.
+
+    Returns:
+        ``{"out", "frames", "return", "length", "fps"}``.
+
+    Raises:
+        ValueError: bad arguments, before anything runs or is written.
+    """
+    from tqdm import tqdm
+
+    from metarl.grbal import run_controller
+    from metarl.model_based import planner_options
+    from metarl.model_based_eval import load_model_run
+
+    out = check_out(out)
+    size = check_size(size)
+    check_int("seed", seed, 0)
+    params, stats, cfg, _ = load_model_run(run)
+    default_horizon = cfg.horizon or envs.get_family(cfg.family).horizon
+    horizon = default_horizon if horizon is None else check_int("horizon", horizon)
+    envs.validate_task(cfg.family, task, **cfg.family_options)
+    if (switch_at is None) != (switch_task is None):
+        raise ValueError("give --switch-at and --switch-task together")
+    if switch_at is not None:
+        if isinstance(switch_at, bool) or not isinstance(switch_at, int) or not 1 <= switch_at < horizon:
+            raise ValueError(f"--switch-at must be an integer in [1, {horizon - 1}], got {switch_at!r}")
+        envs.validate_task(cfg.family, switch_task, **cfg.family_options)
+    caption = _Captioner(*size)
+    frames, total, fps = [], [0.0], []
+    name = cfg.algo if adapt else f"{cfg.algo}, not adapted"
+    bar = tqdm(total=horizon + 1, unit="frame", desc=f"render {out.name}", disable=not progress)
+
+    def grab(env, t, reward):
+        total[0] += float(reward[0])
+        fps[:] = [int(env.metadata["render_fps"])]
+        note = "" if switch_at is None else (f"  switches after {switch_at}" if t <= switch_at else "  switched")
+        lines = [f"{name}  t={t}  return {total[0]:.2f}{note}", f"{cfg.family}  {format_task(env.tasks[0])}"]
+        frames.append(caption(env.render_frame(0, *size), lines))
+        bar.update()
+
+    try:
+        ep = run_controller(cfg.family, [dict(task)], params, stats, horizon=horizon, past=cfg.past_steps,
+                            inner_lr=cfg.inner_lr if adapt and cfg.algo == "grbal" else 0.0,
+                            planner=planner_options(cfg), seed=seed,
+                            switch=None if switch_at is None else (switch_at, [dict(switch_task)]),
+                            family_options=cfg.family_options, nthread=1, on_step=grab)
+    finally:
+        bar.close()
+
+    def write(tmp):
+        writer = _Writer(str(tmp), out.suffix.lower(), fps[0])
+        try:
+            for frame in frames:
+                writer.append(frame)
+        finally:
+            writer.close()
+
+    atomic_write(out, write)
+    return {"out": str(out), "frames": len(frames), "return": float(ep["returns"][0]),
+            "length": int(ep["valid"][0].sum()), "fps": fps[0]}

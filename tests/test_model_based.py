@@ -117,3 +117,46 @@ def test_eval_model_bad_input_names_the_problem(tiny_runs, tmp_path, capsys, ext
         cli.main(["eval-model", str(tiny_runs / "grbal"), "--tasks", "2", "--nthread", "1", "--out",
                   str(tmp_path / "o"), *extra])
     assert message in capsys.readouterr().err
+
+
+def test_render_films_the_controller_through_a_switch(tiny_runs, tmp_path, capsys):
+    import imageio.v3 as iio
+
+    out = tmp_path / "sw.mp4"
+    assert cli.main(["render", str(tiny_runs / "grbal"), "--task", "joint=1", "--switch-at", "10", "--switch-task",
+                     "joint=3", "--size", "64x48", "--out", str(out), "--no-progress"]) == 0
+    assert iio.imread(out).shape == (41, 48, 64, 3)  # the reset frame and one per step of 40
+    assert "return" in capsys.readouterr().out
+    for bad, message in ((["--steps", "0,1"], "no inner steps"), (["--switch-at", "10"], "together"),
+                         (["--switch-at", "40", "--switch-task", "joint=3"], "switch-at"),
+                         (["--switch-at", "5", "--switch-task", "joint=9"], "joint")):
+        with pytest.raises(SystemExit):
+            cli.main(["render", str(tiny_runs / "grbal"), "--task", "joint=1", "--out", str(tmp_path / "b.mp4"),
+                      "--no-progress", *bad])
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "b.mp4").exists()
+
+
+def test_broken_joints_and_legs_are_the_ones_drawn_red():
+    import mujoco
+    import numpy as np
+
+    import envs
+
+    for family, task, names in (("AntCrippledLeg", {"leg": 0}, {"rightback_leg_geom", "fourth_ankle_geom"}),
+                                ("HalfCheetahDisabledJoint", {"joint": 3}, {"fthigh"})):
+        vec = envs.make(family, 1, tasks=[task], nthread=1)
+        vec.reset(seed=0)
+        got = {mujoco.mj_id2name(vec.model, mujoco.mjtObj.mjOBJ_GEOM, g) for g in vec.broken_geoms(0)}
+        assert got == names
+        whole = envs.make(family, 1, tasks=[task], nthread=1, gear_scale=1.0)
+        whole.reset(seed=0)
+        assert len(whole.broken_geoms(0)) == 0
+        red = [_red_pixels(e.render_frame(0, 96, 72)) for e in (vec, whole)]
+        assert red[0] > red[1] + 5, red
+    assert np.size(envs.make("AntDir", 1, nthread=1).broken_geoms(0)) == 0
+
+
+def _red_pixels(frame):
+    f = frame.astype(int)
+    return int(((f[..., 0] > 80) & (f[..., 0] > 2 * f[..., 1]) & (f[..., 0] > 2 * f[..., 2])).sum())
