@@ -133,6 +133,7 @@ class TaskVectorEnv(VectorEnv):
     def schedule_switch(self, step: int | None, tasks: list[dict] | None = None) -> None:
         """Switch every sub-environment to ``tasks[i]`` when its episode reaches control step ``step``,
         in every episode from now on (the mid-episode change of GrBAL's evaluation); ``None`` cancels.
+        An episode already switched by :meth:`switch_tasks` before that step keeps its task.
 
         Args:
             step: the number of steps run with the episode's own task, >= 1 and below the horizon.
@@ -145,6 +146,17 @@ class TaskVectorEnv(VectorEnv):
             raise ValueError(f"switch step must be an integer in [1, {self.horizon - 1}], got {step!r}")
         self._check_tasks(tasks, self.num_envs, "schedule_switch")
         self._switch = (int(step), [dict(t) for t in tasks])
+
+    def apply_scheduled_switch(self) -> None:
+        """Apply the :meth:`schedule_switch` task to every running sub-environment whose episode has reached
+        the switch step. :meth:`step` calls it first; a controller that reads the tasks to plan the
+        coming step calls it before reading them."""
+        if self._switch is None or self._t is None:
+            return
+        at, tasks = self._switch
+        due = np.flatnonzero(~self._ended & (self._t == at) & ~self._switched)
+        if len(due):
+            self.switch_tasks([tasks[i] for i in due], due)
 
     def _check_ids(self, ids) -> np.ndarray:
         if ids is None:
@@ -240,11 +252,7 @@ class TaskVectorEnv(VectorEnv):
             )
         actions = check_actions(actions, (self.num_envs, self.single_action_space.shape[0]))
         active = ~self._ended
-        if self._switch is not None:
-            at, tasks = self._switch
-            due = np.flatnonzero(active & (self._t == at) & ~self._switched)
-            if len(due):
-                self.switch_tasks([tasks[i] for i in due], due)
+        self.apply_scheduled_switch()
         obs, reward, terminated, info = self._advance(actions, active)
         diverged = info.pop("diverged", np.zeros(self.num_envs, dtype=bool))
         diverged |= ~np.isfinite(obs).all(axis=1) | ~np.isfinite(reward)
@@ -409,7 +417,10 @@ class MujocoVectorEnv(TaskVectorEnv):
         if self.family.name not in BROKEN_ACTUATORS or not self.tasks or self.options["gear_scale"] == 1.0:
             return np.zeros(0, dtype=np.int64)
         key, actuators, _ = BROKEN_ACTUATORS[self.family.name]
-        joints = self.model.actuator_trnid[list(actuators[int(self._task_arrays[key][index])]), 0]
+        broken = int(self._task_arrays[key][index])
+        if broken < 0:
+            return np.zeros(0, dtype=np.int64)
+        joints = self.model.actuator_trnid[list(actuators[broken]), 0]
         return np.flatnonzero(np.isin(self.model.geom_bodyid, self.model.jnt_bodyid[joints]))
 
     def render(self):

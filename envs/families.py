@@ -115,7 +115,7 @@ FAMILIES: dict[str, Family] = {
             "GrBAL (Nagabandi et al. 2019); reward of HalfCheetahDir's forward direction",
             "v_x - 0.05 ||a||^2",
             "joint 0..5 (bthigh, bshin, bfoot, fthigh, fshin, ffoot) whose actuator gear is multiplied by "
-            "gear_scale (0: disabled); training joints 0, 1, 2, 4, 5, held-out joint 3",
+            "gear_scale (0: disabled), or -1 (intact, never drawn); training joints 0, 1, 2, 4, 5, held-out joint 3",
             {"gear_scale": 0.0},
             dynamics=True,
         ),
@@ -124,7 +124,8 @@ FAMILIES: dict[str, Family] = {
             "GrBAL (Nagabandi et al. 2019), learning_to_adapt's crippled Ant; reward terms of gymnasium Ant-v5",
             "v_x + 1.0 healthy - 0.5 ||a||^2 - 5e-4 ||clip(cfrc_ext, -1, 1)||^2",
             "leg 0..3 (actuators hip_4+ankle_4, hip_1+ankle_1, hip_2+ankle_2, hip_3+ankle_3) whose two gears "
-            "are multiplied by gear_scale (0: disabled); training legs 1, 2, 3, held-out leg 0",
+            "are multiplied by gear_scale (0: disabled), or -1 (intact, never drawn); training legs 1, 2, 3, "
+            "held-out leg 0",
             {"gear_scale": 0.0, "terminate_when_unhealthy": True},
             dynamics=True,
         ),
@@ -175,7 +176,7 @@ def gear_multipliers(family: str, index: np.ndarray, gear_scale: float, num_actu
 
     Args:
         family: ``"HalfCheetahDisabledJoint"`` or ``"AntCrippledLeg"``.
-        index: ``[N]`` the tasks' joint or leg indices.
+        index: ``[N]`` the tasks' joint or leg indices (-1: nothing broken, the intact robot).
         gear_scale: the multiplier of the broken actuators (0 disables them).
         num_actuators: the model's ``nu``.
 
@@ -185,7 +186,8 @@ def gear_multipliers(family: str, index: np.ndarray, gear_scale: float, num_actu
     _, actuators, _ = BROKEN_ACTUATORS[family]
     out = np.ones((len(index), num_actuators))
     for row, i in enumerate(np.asarray(index, dtype=np.int64)):
-        out[row, list(actuators[i])] = gear_scale
+        if i >= 0:
+            out[row, list(actuators[i])] = gear_scale
     return out
 
 
@@ -324,7 +326,7 @@ def validate_task(family: str, task: dict, **options) -> dict:
         if value.shape != shape:
             raise ValueError(f"{fam.name}: task key {key!r} must have shape {shape}, got {value.shape}")
         check(fam.name, key, value)
-        out[key] = value
+        out[key] = value.astype(np.int64) if fam.name in BROKEN_ACTUATORS else value
     return out
 
 
@@ -342,8 +344,9 @@ def _expected_keys(fam: Family, opts: dict) -> dict[str, tuple[tuple[int, ...], 
 
     def is_index(count):
         def check(f, k, v):
-            if v != np.round(v) or not 0 <= v < count:
-                raise ValueError(f"{f}: task key {k!r} must be an integer in [0, {count - 1}], got {v.tolist()}")
+            if v != np.round(v) or not -1 <= v < count:
+                raise ValueError(f"{f}: task key {k!r} must be an integer in [-1, {count - 1}] (-1: nothing "
+                                 f"broken), got {v.tolist()}")
         return check
 
     name = fam.name

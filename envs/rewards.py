@@ -20,7 +20,7 @@ AntGoal's distance needs the torso position, which the observation omits as gymn
 from __future__ import annotations
 
 from envs.families import get_family
-from envs.physics import COSTS, HEALTH
+from envs.physics import ANT_CONTACT_RANGE, COSTS, HEALTH
 
 # Index of x velocity and torso height in each robot's observation, the pitch angle (planar robots),
 # and where Ant's clipped contact forces start.
@@ -84,7 +84,8 @@ def transition_reward(family: str, task: dict, obs, action, next_obs, xy_after=N
     ctrl_w, contact_w, survive_w = COSTS[fam.body]
     reward = forward - ctrl_w * (action * action).sum(-1)
     if contact_w:
-        contact = next_obs[..., idx["contact"]:]
+        # the engine clips the contact forces; a predicted observation may not be
+        contact = next_obs[..., idx["contact"]:].clip(*ANT_CONTACT_RANGE)
         reward = reward - contact_w * (contact * contact).sum(-1)
     if survive_w:
         reward = reward + survive_w * transition_healthy(fam.body, next_obs)

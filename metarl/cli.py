@@ -387,7 +387,7 @@ def _cmd_render_model(args: argparse.Namespace) -> int:
     if ignored or args.layout != "sequence":
         raise UsageError(f"{', '.join(ignored) or '--layout'}: a model-based run has no inner steps to show "
                          "(its controller adapts online); give --task or --test-task, and --switch-at with "
-                         "--switch-task to break the robot mid-episode")
+                         "--switch-task to change the task mid-episode")
     if args.task and args.test_task is not None:
         raise UsageError("give either --task KEY=VALUE or --test-task INDEX, not both")
     _, _, cfg, _ = _usage_errors(load_model_run, args.policy)
@@ -447,8 +447,8 @@ def _add_render(subparsers) -> None:
         "evaluation), then roll out one deterministic episode (the policy mean) after each of STEPS inner "
         "steps and write it as a video with a caption (family, task, step, running return). MuJoCo "
         "families only. For a model-based run (grbal, mb-mpc) it films one episode of its controller, "
-        "which adapts online; --switch-at K --switch-task KEY=VALUE breaks the robot mid-episode (broken "
-        "joints drawn red).",
+        "which adapts online; --switch-at K --switch-task KEY=VALUE changes the task mid-episode, e.g. from "
+        "the intact robot (--task leg=-1) to a crippled leg (broken joints drawn red).",
     )
     p.add_argument("policy", metavar="RUN_DIR|POLICY.pt", help="a run directory or a policy.pt file")
     p.add_argument("--task", action="append", metavar="KEY=VALUE",
@@ -471,7 +471,8 @@ def _add_render(subparsers) -> None:
                    help="episodes one after another or side by side (default: %(default)s)")
     p.add_argument("--family", help="refuse a policy of another family than this one")
     p.add_argument("--switch-at", type=int, metavar="K",
-                   help="model-based runs: switch to --switch-task after K steps (a motor failing mid-episode)")
+                   help="model-based runs: switch to --switch-task after K steps (e.g. --task leg=-1, intact, "
+                   "--switch-task leg=0: a leg failing mid-episode)")
     p.add_argument("--switch-task", action="append", metavar="KEY=VALUE",
                    help="model-based runs: the task after the switch, e.g. --switch-task leg=0")
     p.add_argument("--no-adapt", action="store_true", help="model-based runs: the controller's model not adapted")
@@ -559,7 +560,8 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
                       (0 if name in ("seed", "maml_steps", "nthread") else 1),
                       optional=name in ("horizon", "switch_at"))
     out = Path(args.out or Path(args.run) / f"model-eval-seed{args.seed}")
-    print(f"evaluating on {args.tasks} held-out tasks (one episode each):", flush=True)
+    print(f"evaluating on {args.tasks} held-out task draws (one episode each; a broken-actuator family has one "
+          "held-out joint or leg):", flush=True)
     record = _usage_errors(evaluate_model_based, args.run, out, num_tasks=args.tasks, seed=args.seed,
                            horizon=args.horizon, mb_run=args.mb_run, maml_run=args.maml_run, maml_steps=args.maml_steps,
                            episodes=args.episodes, switch_at=args.switch_at, nthread=args.nthread,
@@ -572,10 +574,11 @@ def _add_eval_model(subparsers) -> None:
     p = subparsers.add_parser(
         "eval-model", help="a GrBAL run against its baselines on held-out tasks",
         description="Run the GrBAL controller (its model adapted online at every step), the same model unadapted, "
-        "an mb-mpc model adapted the same way (--mb-run) and a meta-trained policy after its own inner steps "
-        "(--maml-run) on held-out tasks, each with the env steps its training used; --switch-at K adds episodes "
-        "that switch from a training task to the held-out one after K steps. Writes model_eval.json and "
-        "model_eval.png.")
+        "an mb-mpc model unadapted and adapted the same way (--mb-run) and a meta-trained policy after its own "
+        "inner steps (--maml-run) on held-out tasks, each with the env steps its training used; every controller "
+        "plans with the GrBAL run's planner. --switch-at K adds episodes that switch from a training task to the "
+        "held-out one after K steps (the failure moves from a trained joint to the held-out one). Writes "
+        "model_eval.json and model_eval.png.")
     p.add_argument("run", metavar="RUN_DIR", help="a metarl train run directory with algo grbal")
     p.add_argument("--mb-run", metavar="DIR", help="an algo mb-mpc run of the same family")
     p.add_argument("--maml-run", metavar="DIR", help="a policy run (trpo, promp...) of the same family")

@@ -20,7 +20,7 @@ import torch
 from torch.func import vmap
 
 from metarl.adaptation import inner_update
-from policies.dynamics import dynamics_loss, fit_stats, init_dynamics, predict
+from policies.dynamics import dynamics_loss, predict
 
 PLANNERS = ("mppi", "cem", "random")
 
@@ -144,30 +144,38 @@ def plan(step_fn: Callable, state: torch.Tensor, *, act_dim: int, low: torch.Ten
             eps = torch.randn(S, candidates, horizon, act_dim, generator=generator)
             seqs = torch.maximum(torch.minimum(mean[:, None] + std[:, None] * eps, high), low)
         returns = rollout_returns(step_fn, state, seqs)
+        finite = torch.isfinite(returns)
+        some = finite.any(1)  # a simulation whose every prediction diverged keeps its plan
         if method == "random":
             best = returns.argmax(1)
-            mean = seqs[torch.arange(S), best]
+            mean = torch.where(some[:, None, None], seqs[torch.arange(S), best], mean)
         elif method == "mppi":
-            z = (returns - returns.mean(1, keepdim=True)) / (returns.std(1, keepdim=True) + 1e-8)
+            n = finite.sum(1, keepdim=True).clamp_min(1)
+            r = torch.where(finite, returns, torch.zeros_like(returns))
+            mu = r.sum(1, keepdim=True) / n
+            sd = (torch.where(finite, (r - mu) ** 2, torch.zeros_like(r)).sum(1, keepdim=True) / n).sqrt()
+            z = torch.where(finite, (r - mu) / (sd + 1e-8), torch.full_like(r, -torch.inf))
             w = torch.softmax(kappa * z, dim=1)
-            mean = (w[:, :, None, None] * seqs).sum(1)
+            w = torch.nan_to_num(w)  # all -inf (no finite candidate): zero weights, plan kept below
+            mean = torch.where(some[:, None, None], (w[:, :, None, None] * seqs).sum(1), mean)
         else:
             top = returns.topk(min(elites, candidates), dim=1).indices
             chosen = seqs[torch.arange(S)[:, None], top]
-            mean, std = chosen.mean(1), chosen.std(1) + 1e-3 * half
+            mean = torch.where(some[:, None, None], chosen.mean(1), mean)
+            std = torch.where(some[:, None, None], chosen.std(1) + 1e-3 * half, std)
     return mean[:, 0], mean
 
 
 def rollout_returns(step_fn: Callable, state: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
     """Sum of predicted rewards of each candidate sequence ``seqs [S, C, H, a]`` from ``state [S, ...]``:
-    ``[S, C]``. A prediction that goes non-finite scores minus infinity."""
+    ``[S, C]``. A prediction that goes non-finite (NaN or an infinity either way) scores minus infinity."""
     S, C, H, _ = seqs.shape
     s = state[:, None].expand(S, C, *state.shape[1:])
     total = torch.zeros(S, C)
     for h in range(H):
         s, r = step_fn(s, seqs[:, :, h])
         total = total + r
-    return torch.nan_to_num(total, nan=-torch.inf)
+    return torch.where(torch.isfinite(total), total, torch.full_like(total, -torch.inf))
 
 
 def model_step_fn(params: dict, stats: dict, reward_fn: Callable) -> Callable:
@@ -278,6 +286,7 @@ def run_controller(family: str, tasks: list[dict], params: dict | None, stats: d
         if params is None:
             action = low + (high - low) * torch.rand(S, a_dim, generator=gen)
         else:
+            env.apply_scheduled_switch()  # plan this step with the task it will run under
             adapted = adapt_online(params, stats, hist, t, past, inner_lr)
             task = {k: torch.as_tensor(v, dtype=torch.float32)[:, None] for k, v in env._task_arrays.items()
                     if not envs.get_family(family).dynamics}
@@ -291,7 +300,7 @@ def run_controller(family: str, tasks: list[dict], params: dict | None, stats: d
         hist[0][:, t], hist[1][:, t] = obs, action
         hist[2][:, t] = torch.as_tensor(next_np, dtype=torch.float32)
         rewards[:, t] = torch.as_tensor(r, dtype=torch.float32)
-        valid[:, t] = active
+        valid[:, t] = active & ~torch.as_tensor(info["diverged"])  # a diverged step is no transition
         obs_np = next_np
         if on_step is not None:
             on_step(env, t + 1, r)
@@ -300,58 +309,3 @@ def run_controller(family: str, tasks: list[dict], params: dict | None, stats: d
     return {"obs": hist[0], "act": hist[1], "next_obs": hist[2], "reward": rewards, "valid": valid,
             "returns": rewards.sum(1)}
 
-
-def train_loop(family: str, *, iterations: int, tasks_per_iteration: int, horizon: int, hidden_sizes=(512, 512, 512),
-               fit_iterations: int = 200, batch: int = 32, lr: float = 1e-3, past: int = 16, future: int = 16,
-               inner_lr: float = 0.01, meta: bool = True, planner: dict | None = None, seed: int = 0,
-               nthread: int = 0, log: Callable[[dict], None] | None = None) -> tuple[dict, dict, list[dict]]:
-    """GrBAL's iterative training: random episodes first, then alternately fit the model on all data so
-    far and collect new episodes of new training tasks with the controller through it (adapted online
-    when ``meta``; ``meta=False`` trains the non-meta baseline, a model of all tasks' data).
-
-    Args:
-        family: a locomotion family (training tasks from ``envs.sample_tasks``).
-        iterations: fit-and-collect rounds after the random one.
-        tasks_per_iteration: simulations (one task each) per collection.
-        horizon: episode length.
-        hidden_sizes: the model's ReLU layers.
-        fit_iterations, batch, lr: Adam steps, segments per step and step size per round.
-        past, future: M and K.
-        inner_lr: inner step size, in training and online.
-        meta: meta-train or fit plainly.
-        planner: :func:`plan` options.
-        seed: tasks, initial states, weights and segments.
-        nthread: engine threads.
-        log: called after each round with ``{"iteration", "env_steps", "return", "model_loss"}``.
-
-    Returns:
-        ``(params, stats, history)``: the last model and one record per round.
-    """
-    import numpy as np
-
-    import envs
-
-    rng = np.random.default_rng([seed, 3])
-    gen = torch.Generator().manual_seed(seed)
-    data, history, params, stats = [], [], None, None
-    env_steps = 0
-    for it in range(iterations + 1):
-        tasks = envs.sample_tasks(family, tasks_per_iteration, rng)
-        ep = run_controller(family, tasks, params, stats, horizon=horizon, past=past,
-                            inner_lr=inner_lr if meta else 0.0, planner=planner, seed=seed * 1000 + it,
-                            nthread=nthread)
-        env_steps += int(ep["valid"].sum())
-        data.append(ep)
-        cat = {k: torch.cat([d[k] for d in data]) for k in ("obs", "act", "next_obs", "valid")}
-        stats = fit_stats(cat["obs"], cat["act"], cat["next_obs"], cat["valid"])
-        if params is None:
-            params = init_dynamics(cat["obs"].shape[-1], cat["act"].shape[-1], tuple(hidden_sizes), generator=gen)
-        params, losses = fit_model(params, stats, (cat["obs"], cat["act"], cat["next_obs"]), cat["valid"],
-                                   iterations=fit_iterations, batch=batch, lr=lr, past=past, future=future,
-                                   inner_lr=inner_lr, meta=meta, generator=gen)
-        record = {"iteration": it, "env_steps": env_steps, "return": float(ep["returns"].mean()),
-                  "model_loss": float(np.mean(losses[-10:]))}
-        history.append(record)
-        if log is not None:
-            log(record)
-    return params, stats, history

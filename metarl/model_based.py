@@ -9,7 +9,7 @@ simulation's model at every step on its last ``past_steps`` transitions; mb-mpc'
 
 The run directory holds config.yaml, progress.csv (iteration, env_steps, post_return: the mean
 return of the iteration's episodes, model_loss, times, wall_clock), checkpoint.pt (model, data,
-generators) and model.pt (``{"params", "stats", "config"}``).
+generators) and model.pt (``{"params", "stats", "config", "commit", "env_steps", "iteration"}``).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class ModelBasedTrainer:
         atomic_write(self.out / "checkpoint.pt", lambda tmp: torch.save(state, tmp))
         if state["params"] is not None:
             model = {"params": state["params"], "stats": state["stats"], "config": state["config"],
-                     "commit": state["commit"]}
+                     "commit": state["commit"], "env_steps": state["env_steps"], "iteration": state["iteration"]}
             atomic_write(self.out / "model.pt", lambda tmp: torch.save(model, tmp))
 
     def step(self) -> dict:

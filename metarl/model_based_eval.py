@@ -4,16 +4,22 @@ Methods, each on the same held-out tasks (``envs.task_split(family, "test", n, s
 broken-actuator families the joint or leg never seen in training), one episode per task, and each
 with the env steps its training used:
 
-``grbal``            the meta-trained model, adapted online at every step on the last M transitions;
-``grbal-unadapted``  the same model, never adapted;
-``mb-mpc``           a model fit to all tasks' data without meta-learning (``--mb-run``), adapted
-                     online the same way;
-``maml``             a policy meta-trained with ``metarl train`` (``--maml-run``), after
-                     ``--maml-steps`` inner steps of its own (each on ``episodes`` fresh episodes).
+``grbal``                 the meta-trained model, adapted online at every step on the last M transitions;
+``grbal-unadapted``       the same model, never adapted;
+``mb-mpc-adapted``        a model fit to all tasks' data without meta-learning (``--mb-run``), adapted
+                          online the same way (GrBAL's inner lr and M);
+``mb-mpc``                that model as it was trained, never adapted;
+``maml``                  a policy meta-trained with ``metarl train`` (``--maml-run``), after
+                          ``--maml-steps`` inner steps of its own (each on ``episodes`` fresh episodes).
+
+Every model-based method plans with the GrBAL run's planner settings (one protocol for all). For the
+broken-actuator families the held-out set is one task (the held-out joint or leg) from ``num_tasks``
+initial states: the intervals are over those episodes.
 
 With ``--switch-at k`` it also runs each model-based method on episodes that start on a training
-task and switch to the held-out one after k steps, and records the reward per step around the
-switch. Writes ``model_eval.json`` and ``model_eval.png``.
+task and switch to the held-out one after k steps (for the broken-actuator families the failure
+moves from a trained joint to the held-out one), and records the reward per step around the switch.
+Writes ``model_eval.json`` and ``model_eval.png``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import torch
 import envs
 from metarl import config
 from metarl.evaluation import adaptation_returns, load_meta_policy, mean_ci
-from metarl.files import ensure_writable_dir, git_commit
+from metarl.files import atomic_write, ensure_writable_dir, git_commit
 from metarl.grbal import run_controller
 from metarl.model_based import planner_options
 
@@ -41,10 +47,12 @@ def load_model_run(path: str | Path) -> tuple[dict, dict, config.Config, int]:
                          "or mb-mpc)")
     model = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
     cfg = config.from_dict(model["config"], str(run / "model.pt"))
-    return model["params"], model["stats"], cfg, _training_env_steps(run)
+    return model["params"], model["stats"], cfg, model.get("env_steps")
 
 
 def _training_env_steps(run: Path) -> int | None:
+    """The env steps of a policy run: its progress.csv's last row (its policy.pt is written with each row's
+    checkpoint, at most ``checkpoint_every`` rows behind)."""
     path = run / "progress.csv"
     if not path.is_file():
         return None
@@ -92,7 +100,8 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
         mb_params, mb_stats, mb_cfg, mb_steps = load_model_run(mb_run)
         if mb_cfg.family != family or mb_cfg.algo != "mb-mpc":
             raise ValueError(f"--mb-run must be an mb-mpc run of {family}, got {mb_cfg.algo} on {mb_cfg.family}")
-        models["mb-mpc"] = (mb_params, mb_stats, cfg.inner_lr, mb_steps)
+        models["mb-mpc-adapted"] = (mb_params, mb_stats, cfg.inner_lr, mb_steps)
+        models["mb-mpc"] = (mb_params, mb_stats, 0.0, mb_steps)
     maml = None
     if maml_run is not None:
         maml = load_meta_policy(maml_run, family)
@@ -121,7 +130,9 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
         if progress:
             print(f"  {'maml':16s} {mean:9.1f} [{lo:.1f}, {hi:.1f}]   after {maml_steps} step(s); trained on "
                   f"{used} env steps", flush=True)
-    record = {"family": family, "num_tasks": num_tasks, "seed": seed, "horizon": horizon, "tasks": tasks,
+    distinct = len({json.dumps(t, sort_keys=True) for t in tasks})
+    record = {"family": family, "num_tasks": num_tasks, "distinct_tasks": distinct, "seed": seed, "horizon": horizon,
+              "tasks": tasks,
               "run": str(run), "mb_run": None if mb_run is None else str(mb_run),
               "maml_run": None if maml_run is None else str(maml_run), "planner": plan_opts,
               "past_steps": cfg.past_steps, "methods": methods, "ci": "95% Student-t interval of the mean over tasks",
@@ -134,11 +145,15 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
                                 planner=plan_opts, seed=seed, switch=(switch_at, tasks),
                                 family_options=cfg.family_options, nthread=nthread)
             valid = ep["valid"].float()
-            per_step[name] = (ep["reward"].sum(0) / valid.sum(0).clamp_min(1)).tolist()
+            alive = valid.sum(0)
+            # the mean over the episodes still running; NaN once none is
+            mean = torch.where(alive > 0, ep["reward"].sum(0) / alive.clamp_min(1), torch.full_like(alive, torch.nan))
+            per_step[name] = {"mean": [None if np.isnan(v) else v for v in mean.tolist()],
+                              "running": alive.int().tolist()}
         record["switch"] = {"at": switch_at, "from_tasks": before, "reward_per_step": per_step}
     record["wall_clock_s"] = time.perf_counter() - t_start
-    (out / "model_eval.json").write_text(json.dumps(record, indent=1) + "\n")
-    plot_model_eval(record, out / "model_eval.png")
+    atomic_write(out / "model_eval.png", lambda tmp: plot_model_eval(record, tmp))
+    atomic_write(out / "model_eval.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
     return record
 
 
@@ -159,18 +174,21 @@ def plot_model_eval(record: dict, path: Path) -> None:
     labels = [f"{n}\n{record['methods'][n]['training_env_steps'] or '?'} steps" for n in names]
     ax.bar(range(len(names)), means, yerr=err, capsize=4, color="tab:blue", alpha=0.8)
     ax.set_xticks(range(len(names)), labels, fontsize="small")
-    ax.set_ylabel(f"return on {record['num_tasks']} held-out tasks (95% CI)")
+    held = (f"{record['num_tasks']} held-out tasks" if record["distinct_tasks"] == record["num_tasks"] else
+            f"{record['num_tasks']} episodes of {record['distinct_tasks']} held-out task(s)")
+    ax.set_ylabel(f"return, {held} (95% CI)", fontsize="small")
     ax.set_title(record["family"])
     ax.grid(alpha=0.3, axis="y")
     if has_switch:
         ax = axes[0, 1]
         for name, values in record["switch"]["reward_per_step"].items():
-            ax.plot(np.arange(1, len(values) + 1), values, label=name)
+            ys = np.array([np.nan if v is None else v for v in values["mean"]])
+            ax.plot(np.arange(1, len(ys) + 1), ys, label=name)
         ax.axvline(record["switch"]["at"] + 0.5, color="grey", ls=":", lw=1)
         ax.set_xlabel("step (task switches after the dotted line)")
         ax.set_ylabel("reward per step (mean over tasks)")
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

@@ -48,14 +48,16 @@ def init_dynamics(obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (5
 
 
 def fit_stats(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor, mask: torch.Tensor | None = None,
-              min_std: float = 1e-6) -> dict[str, torch.Tensor]:
+              min_std: float = 1e-3) -> dict[str, torch.Tensor]:
     """Means and standard deviations of observations, actions and observation changes.
 
     Args:
         obs, next_obs: ``[..., obs_dim]`` transitions.
         act: ``[..., act_dim]``.
         mask: ``[...]`` 1 for real transitions (padding after an episode's end is 0); default all.
-        min_std: floor of every standard deviation (a constant feature would divide by zero).
+        min_std: a feature whose standard deviation is below this is not rescaled (its std is set to 1):
+            a feature that was nearly constant in the data (Ant's contact forces before any contact)
+            would otherwise be multiplied by a huge factor the first time it moves.
 
     Returns:
         A dict of :data:`STAT_KEYS`, each ``[obs_dim]`` or ``[act_dim]``.
@@ -69,7 +71,8 @@ def fit_stats(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor, mask
     for name, x in (("obs", obs), ("act", act), ("delta", next_obs - obs)):
         flat = x.reshape(-1, x.shape[-1])
         mean = (w * flat).sum(0)
-        std = ((w * (flat - mean) ** 2).sum(0)).sqrt().clamp_min(min_std)
+        std = ((w * (flat - mean) ** 2).sum(0)).sqrt()
+        std = torch.where(std < min_std, torch.ones_like(std), std)
         out[f"{name}_mean"], out[f"{name}_std"] = mean, std
     return out
 

@@ -55,9 +55,21 @@ def test_training_never_sees_the_held_out_joint_or_leg(family, key):
     assert drawn == set(splits["train"])
     assert {t[key] for t in envs.task_split(family, "train", 100, seed=1)} == set(splits["train"])
     assert {t[key] for t in envs.task_split(family, "test", 100, seed=1)} == set(splits["test"])
-    for bad in (-1, len(BROKEN_ACTUATORS[family][1]), 1.5, float("nan")):
+    for bad in (-2, len(BROKEN_ACTUATORS[family][1]), 1.5, float("nan")):
         with pytest.raises(ValueError, match=key):
             envs.validate_task(family, {key: bad})
+    assert envs.validate_task(family, {key: 2})[key].dtype == np.int64  # an index, not a float
+
+
+@pytest.mark.parametrize("family, key", [("HalfCheetahDisabledJoint", "joint"), ("AntCrippledLeg", "leg")])
+def test_index_minus_one_is_the_intact_robot(family, key):
+    base = load_model(envs.get_family(family).body).actuator_gear
+    vec = envs.make(family, 2, tasks=[{key: -1}, {key: 1}], nthread=1)
+    np.testing.assert_array_equal(vec.batch.get_model(0).actuator_gear, base)
+    assert len(vec.broken_geoms(0)) == 0 and len(vec.broken_geoms(1)) > 0
+    single = gymnasium.make(envs.gym_id(family), task={key: -1}).unwrapped
+    single.reset(seed=0)
+    np.testing.assert_array_equal(single.model.actuator_gear, base)
 
 
 SWITCHES = [
