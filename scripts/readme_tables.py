@@ -80,25 +80,52 @@ def shipped_table(root: Path = ROOT) -> str:
     return "\n".join(rows)
 
 
+def target_status(card: dict) -> str:
+    """Issue 12's target for a shipped card: MAML after one step above MAML before adaptation and above the
+    pretrained baseline after one step, with non-overlapping 95% intervals over tasks, and (reward
+    families) at least 0.6 of the gap from the pretrained baseline to the oracle closed in one step.
+    ``"met"``, or ``"not met: ..."`` with every reason."""
+    m = card["evaluation"]["methods"]
+    (l0, h0), (l1, h1) = m["maml"]["ci95"][0], m["maml"]["ci95"][1]
+    pl, ph = m["pretrained"]["ci95"][1]
+    fails = []
+    if not l1 > h0:
+        fails.append(f"MAML 1 [{l1:.1f}, {h1:.1f}] overlaps MAML 0 [{l0:.1f}, {h0:.1f}]")
+    if not l1 > ph:
+        fails.append(f"MAML 1 [{l1:.1f}, {h1:.1f}] overlaps pretrained 1 [{pl:.1f}, {ph:.1f}]")
+    if "oracle" in m:
+        oracle, maml1 = m["oracle"]["mean"][0], m["maml"]["mean"][1]
+        gap = card["evaluation"]["gap_closed_after_1_step"]
+        if oracle < maml1:
+            fails.append(f"the oracle ({oracle:.1f}) scores below MAML 1: the gap share is undefined")
+        elif gap < 0.6:
+            fails.append(f"gap closed {gap:.2f} < 0.6")
+    return "met" if not fails else "not met: " + "; ".join(fails)
+
+
 def families_table(root: Path = ROOT) -> str:
     """One row per locomotion family: shipped or not, MAML before and after one step, the pretrained
-    baseline after one step, the oracle and the share of its gap closed after one step."""
-    rows = ["| family | shipped | seeds | MAML 0 | MAML 1 | pretrained 1 | oracle | oracle gap closed after 1 step |",
-            "|---|---|---|---|---|---|---|---|"]
+    baseline after one step, the oracle, the share of its gap closed after one step and issue 12's target."""
+    rows = ["| family | shipped | seeds | MAML 0 | MAML 1 | pretrained 1 | oracle | oracle gap closed after 1 step | "
+            "target |", "|---|---|---|---|---|---|---|---|---|"]
     found = cards(root)
     for family in LOCOMOTION:
         card = found.get(family)
         if card is None:
-            rows.append(f"| {family} | not yet | | | | | | |")
+            rows.append(f"| {family} | not yet | | | | | | | |")
             continue
         m = card["evaluation"]["methods"]
         gap = card["evaluation"].get("gap_closed_after_1_step")
         across = (card.get("across_seeds") or {}).get("gap_closed_after_1_step")
-        gap_text = "" if gap is None else f"{gap:.2f}" + (f" (seeds: {across['mean']:.2f})" if across else "")
+        if gap is not None and "oracle" in m and m["oracle"]["mean"][0] < m["maml"]["mean"][1]:
+            gap_text = "undefined (oracle below MAML 1)"
+        else:
+            gap_text = "" if gap is None else f"{gap:.2f}" + (f" (seeds: {across['mean']:.2f})" if across else "")
         oracle = f"{m['oracle']['mean'][0]:.1f}" if "oracle" in m else "(dynamics: none)"
         seeds = ", ".join(str(s["seed"]) for s in card.get("seeds", [{"seed": card["seed"]}]))
         rows.append(f"| {family} | seed {card['seed']} | {seeds} | {m['maml']['mean'][0]:.1f} | "
-                    f"**{m['maml']['mean'][1]:.1f}** | {m['pretrained']['mean'][1]:.1f} | {oracle} | {gap_text} |")
+                    f"**{m['maml']['mean'][1]:.1f}** | {m['pretrained']['mean'][1]:.1f} | {oracle} | {gap_text} | "
+                    f"{target_status(card)} |")
     return "\n".join(rows)
 
 

@@ -34,3 +34,20 @@ def test_every_locomotion_family_has_a_row():
     import envs
 
     assert set(readme_tables.LOCOMOTION) == {f for f in envs.FAMILIES if envs.get_family(f).body is not None}
+
+
+def test_target_status_names_every_reason():
+    def card(maml_ci, pre_ci, oracle=None, gap=None):
+        methods = {"maml": {"mean": [sum(c) / 2 for c in maml_ci], "ci95": maml_ci},
+                   "pretrained": {"mean": [sum(c) / 2 for c in pre_ci], "ci95": pre_ci}}
+        if oracle is not None:
+            methods["oracle"] = {"mean": [oracle], "ci95": [[oracle, oracle]]}
+        return {"evaluation": {"methods": methods, "gap_closed_after_1_step": gap}}
+
+    assert readme_tables.target_status(card([[0, 10], [20, 30]], [[0, 5], [5, 15]], 40, 0.7)) == "met"
+    assert readme_tables.target_status(card([[0, 10], [20, 30]], [[0, 5], [5, 15]])) == "met"  # dynamics: no oracle
+    status = readme_tables.target_status(card([[0, 25], [20, 30]], [[0, 5], [5, 21]], 26, 0.5))
+    assert status.startswith("not met") and "overlaps MAML 0" in status and "overlaps pretrained" in status
+    assert "0.50 < 0.6" in status
+    below = card([[0, 10], [20, 30]], [[0, 5], [5, 15]], 22, 1.4)  # the oracle under MAML after one step
+    assert "gap share is undefined" in readme_tables.target_status(below)
