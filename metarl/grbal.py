@@ -279,6 +279,7 @@ def run_controller(family: str, tasks: list[dict], params: dict | None, stats: d
     opts = {"method": "mppi", "horizon": 10, "candidates": 500, "iterations": 1, **(planner or {})}
     plan_h = opts.pop("horizon")
     warm = None
+    dynamics = envs.get_family(family).dynamics
     if on_step is not None:
         on_step(env, 0, np.zeros(S))
     for t in range(horizon):
@@ -288,8 +289,9 @@ def run_controller(family: str, tasks: list[dict], params: dict | None, stats: d
         else:
             env.apply_scheduled_switch()  # plan this step with the task it will run under
             adapted = adapt_online(params, stats, hist, t, past, inner_lr)
-            task = {k: torch.as_tensor(v, dtype=torch.float32)[:, None] for k, v in env._task_arrays.items()
-                    if not envs.get_family(family).dynamics}
+            # the reward's task values, [S, 1] against the candidates (a dynamics task changes no reward term)
+            task = {} if dynamics else {k: torch.as_tensor(v, dtype=torch.float32)[:, None]
+                                        for k, v in env._task_arrays.items()}
             step_fn = model_step_fn(adapted, stats, lambda o, a, n, task=task: transition_reward(family, task, o, a, n))
             with torch.no_grad():
                 action, mean_plan = plan(step_fn, obs, act_dim=a_dim, low=low, high=high, horizon=plan_h,

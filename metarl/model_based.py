@@ -15,8 +15,6 @@ generators) and model.pt (``{"params", "stats", "config", "commit", "env_steps",
 from __future__ import annotations
 
 import csv
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import envs
 from metarl import config
 from metarl.files import atomic_write, git_commit
 from metarl.grbal import fit_model, run_controller
-from metarl.trainer import Interrupted
+from metarl.trainer import Interrupted, prepare_log, stop_signals
 from policies.dynamics import fit_stats, init_dynamics
 
 CSV_FIELDS = ["iteration", "env_steps", "post_return", "model_loss", "time_collect", "time_fit", "time_total",
@@ -64,7 +62,7 @@ class ModelBasedTrainer:
         self.task_rng = np.random.default_rng([cfg.seed, 2])
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.params = self.stats = None
-        self.data = {k: [] for k in DATA_KEYS}
+        self.data = None  # every episode so far: {key: [N, T, ...]}
         self.iteration, self.env_steps, self.wall_clock = 0, 0, 0.0
         self.commit = git_commit()
         if resume:
@@ -73,7 +71,7 @@ class ModelBasedTrainer:
     def state(self) -> dict:
         return {"iteration": self.iteration, "env_steps": self.env_steps, "wall_clock": self.wall_clock,
                 "params": self.params, "stats": self.stats,
-                "data": {k: torch.cat(v) if v else None for k, v in self.data.items()},
+                "data": self.data,
                 "task_rng": self.task_rng.bit_generator.state, "gen": self.gen.get_state(),
                 "config": config.to_dict(self.cfg), "commit": self.commit}
 
@@ -86,7 +84,7 @@ class ModelBasedTrainer:
         if not isinstance(state, dict) or not {"params", "stats", "data", "gen"} <= set(state):
             raise ValueError(f"cannot resume: {str(path)!r} is not a checkpoint of a model-based run")
         self.params, self.stats = state["params"], state["stats"]
-        self.data = {k: [] if v is None else [v] for k, v in state["data"].items()}
+        self.data = state["data"]
         self.task_rng.bit_generator.state = state["task_rng"]
         self.gen.set_state(state["gen"])
         self.iteration, self.env_steps, self.wall_clock = state["iteration"], state["env_steps"], state["wall_clock"]
@@ -111,9 +109,9 @@ class ModelBasedTrainer:
                                   planner=planner_options(cfg), seed=cfg.seed * 100003 + self.iteration,
                                   family_options=cfg.family_options, nthread=cfg.nthread)
         t_collect = time.perf_counter() - t_start
-        for k in DATA_KEYS:
-            self.data[k] = [torch.cat(self.data[k] + [episodes[k]])]
-        data = {k: v[0] for k, v in self.data.items()}
+        self.data = {k: episodes[k] if self.data is None else torch.cat([self.data[k], episodes[k]])
+                     for k in DATA_KEYS}
+        data = self.data
         self.stats = fit_stats(data["obs"], data["act"], data["next_obs"], data["valid"])
         if self.params is None:
             self.params = init_dynamics(data["obs"].shape[-1], data["act"].shape[-1], tuple(cfg.model_hidden_sizes),
@@ -139,48 +137,31 @@ class ModelBasedTrainer:
         from tqdm import tqdm
 
         csv_path = self.out / "progress.csv"
-        if csv_path.exists():  # drop rows the checkpoint does not cover
-            with open(csv_path, newline="") as f:
-                kept = [r for r in csv.DictReader(f) if int(r["iteration"]) <= self.iteration]
-
-            def rewrite(tmp):
-                with open(tmp, "w", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-                    w.writeheader()
-                    w.writerows(kept)
-
-            atomic_write(csv_path, rewrite)
+        prepare_log(csv_path, self.iteration, CSV_FIELDS)
         new_file = not csv_path.exists()
-        received: list[int] = []
-        handlers = {}
-        if threading.current_thread() is threading.main_thread():
-            def on_signal(signum, frame):
-                received.append(signum)
-
-            handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        rows, snapshot = [], self.state()
-        bar = tqdm(total=self.cfg.iterations, initial=self.iteration, disable=not progress,
-                   desc=f"{self.cfg.algo} {self.cfg.family}", unit="it", dynamic_ncols=True)
-        try:
-            with open(csv_path, "a", newline="") as f:
-                log = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-                if new_file:
-                    log.writeheader()
-                while self.iteration < self.cfg.iterations and not received:
-                    row = self.step()
-                    rows.append(row)
-                    log.writerow(row)
-                    f.flush()
-                    bar.set_postfix(ret=f"{row['post_return']:.1f}", loss=f"{row['model_loss']:.3f}")
-                    bar.update(1)
-                    snapshot = self.state()
-                    if self.iteration % self.cfg.checkpoint_every == 0:
-                        self.save(snapshot)
-        finally:
-            bar.close()
-            self.save(snapshot)
-            for sig, old in handlers.items():
-                signal.signal(sig, old)
+        rows = []
+        with stop_signals() as received:
+            snapshot = self.state()
+            bar = tqdm(total=self.cfg.iterations, initial=self.iteration, disable=not progress,
+                       desc=f"{self.cfg.algo} {self.cfg.family}", unit="it", dynamic_ncols=True)
+            try:
+                with open(csv_path, "a", newline="") as f:
+                    log = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+                    if new_file:
+                        log.writeheader()
+                    while self.iteration < self.cfg.iterations and not received:
+                        row = self.step()
+                        rows.append(row)
+                        log.writerow(row)
+                        f.flush()
+                        bar.set_postfix(ret=f"{row['post_return']:.1f}", loss=f"{row['model_loss']:.3f}")
+                        bar.update(1)
+                        snapshot = self.state()
+                        if self.iteration % self.cfg.checkpoint_every == 0:
+                            self.save(snapshot)
+            finally:
+                bar.close()
+                self.save(snapshot)
         if received:
             raise Interrupted(received[0], self.iteration, self.out)
         return rows

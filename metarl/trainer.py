@@ -11,6 +11,7 @@ Writes into the run directory:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import math
@@ -265,76 +266,49 @@ class Trainer:
         from tqdm import tqdm
 
         csv_path = self.out / "progress.csv"
-        self._prepare_log(csv_path)
+        prepare_log(csv_path, self.iteration, CSV_FIELDS)
         new_file = not csv_path.exists()
         rows = []
-        received: list[int] = []
-        handlers = {}
-        if threading.current_thread() is threading.main_thread():
-            def on_signal(signum, frame):
-                if not received:
-                    print(f"\n{signal.Signals(signum).name}: finishing iteration {self.iteration + 1}, "
-                          "then writing a checkpoint", flush=True)
-                received.append(signum)
 
-            handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        snapshot = self.state()
-        writer = SummaryWriter(str(self.out / "tb"), purge_step=self.iteration + 1)
-        bar = tqdm(total=self.cfg.iterations, initial=self.iteration, disable=not progress,
-                   desc=f"{self.cfg.algo} {self.cfg.family}", unit="it", dynamic_ncols=True)
-        try:
-            with open(csv_path, "a", newline="") as f:
-                log = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-                if new_file:
-                    log.writeheader()
-                while self.iteration < self.cfg.iterations and not received:
-                    row = self.step()
-                    rows.append(row)
-                    log.writerow(row)
-                    f.flush()
-                    self._tensorboard(writer, row)
-                    bar.set_postfix(pre=f"{row['pre_return']:.1f}", post=f"{row['post_return']:.1f}",
-                                    kl=f"{row['kl']:.4f}")
-                    bar.update(1)
-                    snapshot = self.state()
-                    if self.iteration % self.cfg.checkpoint_every == 0:
-                        self.save(snapshot)
-                    if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
-                        raise NonFiniteError(
-                            f"{self.nonfinite_streak} consecutive outer steps produced non-finite parameters or "
-                            f"losses (last at iteration {self.iteration}); each was rejected and the parameters "
-                            f"restored. Checkpoint written to {self.out / 'checkpoint.pt'}. Try a smaller max_kl "
-                            "or outer_lr, or check the environment's rewards.")
-        finally:
-            bar.close()
-            writer.close()
-            self.save(snapshot)
-            for sig, old in handlers.items():
-                signal.signal(sig, old)
+        def announce(signum):
+            print(f"\n{signal.Signals(signum).name}: finishing iteration {self.iteration + 1}, then writing a "
+                  "checkpoint", flush=True)
+
+        with stop_signals(announce) as received:
+            snapshot = self.state()
+            writer = SummaryWriter(str(self.out / "tb"), purge_step=self.iteration + 1)
+            bar = tqdm(total=self.cfg.iterations, initial=self.iteration, disable=not progress,
+                       desc=f"{self.cfg.algo} {self.cfg.family}", unit="it", dynamic_ncols=True)
+            try:
+                with open(csv_path, "a", newline="") as f:
+                    log = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+                    if new_file:
+                        log.writeheader()
+                    while self.iteration < self.cfg.iterations and not received:
+                        row = self.step()
+                        rows.append(row)
+                        log.writerow(row)
+                        f.flush()
+                        self._tensorboard(writer, row)
+                        bar.set_postfix(pre=f"{row['pre_return']:.1f}", post=f"{row['post_return']:.1f}",
+                                        kl=f"{row['kl']:.4f}")
+                        bar.update(1)
+                        snapshot = self.state()
+                        if self.iteration % self.cfg.checkpoint_every == 0:
+                            self.save(snapshot)
+                        if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
+                            raise NonFiniteError(
+                                f"{self.nonfinite_streak} consecutive outer steps produced non-finite parameters or "
+                                f"losses (last at iteration {self.iteration}); each was rejected and the parameters "
+                                f"restored. Checkpoint written to {self.out / 'checkpoint.pt'}. Try a smaller max_kl "
+                                "or outer_lr, or check the environment's rewards.")
+            finally:
+                bar.close()
+                writer.close()
+                self.save(snapshot)
         if received:
             raise Interrupted(received[0], self.iteration, self.out)
         return rows
-
-    def _prepare_log(self, csv_path: Path) -> None:
-        # A run killed between logging an iteration and checkpointing it repeats that iteration on
-        # resume: drop the rows the checkpoint does not cover so the log has each iteration once.
-        # A log written by an older metarl with fewer columns gets the current header (its rows
-        # leave the new columns empty), so that appended rows line up with it.
-        if not csv_path.exists():
-            return
-        with open(csv_path, newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            header = reader.fieldnames
-        kept = [r for r in rows if int(r["iteration"]) <= self.iteration]
-        if len(kept) != len(rows) or header != CSV_FIELDS:
-            def write(tmp):
-                with open(tmp, "w", newline="") as f:
-                    log = csv.DictWriter(f, fieldnames=CSV_FIELDS, restval="", extrasaction="ignore")
-                    log.writeheader()
-                    log.writerows(kept)
-
-            atomic_write(csv_path, write)
 
     @staticmethod
     def _tensorboard(writer, row: dict) -> None:
@@ -346,6 +320,52 @@ class Trainer:
             writer.add_scalar(f"losses/{key}", row[key], it)
         for key in ("time_sampling", "time_adapt", "time_outer", "time_total"):
             writer.add_scalar(f"time/{key}", row[key], it)
+
+
+def prepare_log(csv_path: Path, iteration: int, fields: list[str]) -> None:
+    """Make ``csv_path`` (a run's progress.csv, if it exists) fit a resume from ``iteration``.
+
+    A run killed between logging an iteration and checkpointing it repeats that iteration on resume:
+    the rows the checkpoint does not cover are dropped, so the log has each iteration once. A log
+    written by an older metarl with fewer columns gets the current header ``fields`` (its rows leave the
+    new columns empty), so that appended rows line up with it.
+    """
+    if not csv_path.exists():
+        return
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = reader.fieldnames
+    kept = [r for r in rows if int(r["iteration"]) <= iteration]
+    if len(kept) != len(rows) or header != fields:
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                log = csv.DictWriter(f, fieldnames=fields, restval="", extrasaction="ignore")
+                log.writeheader()
+                log.writerows(kept)
+
+        atomic_write(csv_path, write)
+
+
+@contextlib.contextmanager
+def stop_signals(on_first=None):
+    """While inside, SIGINT and SIGTERM are recorded instead of stopping the process (main thread only):
+    yields the list of received signal numbers, which a training loop checks between iterations.
+    ``on_first(signum)`` is called at the first one. The previous handlers come back on exit."""
+    received: list[int] = []
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        def on_signal(signum, frame):
+            if not received and on_first is not None:
+                on_first(signum)
+            received.append(signum)
+
+        handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
 
 
 def prepare_run_dir(out_dir: str | Path, cfg: config.Config | None, resume: bool,
