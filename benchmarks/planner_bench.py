@@ -23,9 +23,20 @@ from metarl.files import git_commit
 from metarl.grbal import run_controller
 from policies.dynamics import fit_stats, init_dynamics
 
-GRID = {"candidates": (100, 500), "horizon": (5, 10), "model": ((512, 512, 512), (128, 128)), "threads": (1, 2)}
+# GrBAL's model (3 x 512) and two smaller ones at two torch threads; one thread only on two settings
+# (every knob crossed with every other would take an hour on two cores).
+GRID = {"candidates": (100, 500), "horizon": (5, 10), "model": ((512, 512, 512), (256, 256), (128, 128)),
+        "threads": (2,)}
+ONE_THREAD = [(100, 5, (128, 128), 1), (500, 10, (256, 256), 1)]
 QUICK = {"sims": 2, "steps": 3, "repeats": 1}
 QUICK_GRID = {"candidates": (20,), "horizon": (3,), "model": ((16,),), "threads": (1,)}
+
+
+def settings(quick: bool) -> list[tuple]:
+    """(candidates, horizon, model, threads) to time."""
+    if quick:
+        return list(itertools.product(*QUICK_GRID.values()))
+    return list(itertools.product(*GRID.values())) + ONE_THREAD
 
 
 def run(family: str = "HalfCheetahDisabledJoint", sims: int = 20, steps: int = 20, repeats: int = 3,
@@ -35,7 +46,6 @@ def run(family: str = "HalfCheetahDisabledJoint", sims: int = 20, steps: int = 2
 
     if quick:
         sims, steps, repeats = QUICK["sims"], QUICK["steps"], QUICK["repeats"]
-    grid = QUICK_GRID if quick else GRID
     tasks = envs.sample_tasks(family, sims, __import__("numpy").random.default_rng(0))
     threads_before = torch.get_num_threads()
 
@@ -52,7 +62,7 @@ def run(family: str = "HalfCheetahDisabledJoint", sims: int = 20, steps: int = 2
     print(f"{family}, {sims} simulations x {steps} steps; reference (random actions): "
           f"{sims * steps / ref_s:,.0f} env steps/s")
     print(f"{'candidates':>10} {'horizon':>7} {'model':>15} {'threads':>7} {'env steps/s':>12} {'vs reference':>12}")
-    for candidates, horizon, model, threads in itertools.product(*grid.values()):
+    for candidates, horizon, model, threads in settings(quick):
         torch.set_num_threads(threads)
         params = init_dynamics(obs_dim, act_dim, tuple(model), generator=torch.Generator().manual_seed(0))
         planner = {"method": "mppi", "candidates": candidates, "horizon": horizon}
