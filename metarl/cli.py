@@ -560,12 +560,14 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
                       (0 if name in ("seed", "maml_steps", "nthread") else 1),
                       optional=name in ("horizon", "switch_at"))
     out = Path(args.out or Path(args.run) / f"model-eval-seed{args.seed}")
+    planner = dict(_parse_override(o) for o in args.planner)
+    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
     print(f"evaluating on {args.tasks} held-out task draws (one episode each; a broken-actuator family has one "
           "held-out joint or leg):", flush=True)
     record = _usage_errors(evaluate_model_based, args.run, out, num_tasks=args.tasks, seed=args.seed,
                            horizon=args.horizon, mb_run=args.mb_run, maml_run=args.maml_run, maml_steps=args.maml_steps,
                            episodes=args.episodes, switch_at=args.switch_at, nthread=args.nthread,
-                           progress=not args.no_progress)
+                           planner=planner, methods=methods, progress=not args.no_progress)
     print(f"wrote {out / 'model_eval.json'}, model_eval.png ({record['wall_clock_s'] / 60:.1f} min)")
     return 0
 
@@ -590,6 +592,11 @@ def _add_eval_model(subparsers) -> None:
     p.add_argument("--horizon", type=int, help="episode length (default: the run's)")
     p.add_argument("--switch-at", type=int, help="also run episodes whose task switches after this many steps")
     p.add_argument("--nthread", type=int, default=0, help="simulation threads (default: every core)")
+    p.add_argument("--planner", action="append", default=[], metavar="KEY=VALUE",
+                   help="replace a planner setting of the GrBAL run for every controller (repeatable), e.g. "
+                   "--planner planner_candidates=500: what a knob costs in return")
+    p.add_argument("--methods", help="comma-separated subset of grbal, grbal-unadapted, mb-mpc-adapted, mb-mpc, "
+                   "maml (default: every one whose run is given)")
     p.add_argument("--out", help="output directory (default: RUN_DIR/model-eval-seed<seed>)")
     p.add_argument("--no-progress", action="store_true", help="no per-method lines")
     p.set_defaults(func=_cmd_eval_model)

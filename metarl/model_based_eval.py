@@ -38,6 +38,10 @@ from metarl.files import atomic_write, ensure_writable_dir, git_commit
 from metarl.grbal import run_controller
 from metarl.model_based import planner_options
 
+METHODS = ("grbal", "grbal-unadapted", "mb-mpc-adapted", "mb-mpc", "maml")
+PLANNER_KEYS = ("planner", "planner_horizon", "planner_candidates", "planner_iterations", "planner_noise",
+                "planner_kappa")
+
 
 def load_model_run(path: str | Path) -> tuple[dict, dict, config.Config, int]:
     """``(params, stats, config, training env steps)`` of a model-based run directory."""
@@ -66,7 +70,8 @@ def _training_env_steps(run: Path) -> int | None:
 def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int = 40, seed: int = 0,
                          horizon: int | None = None, mb_run: str | Path | None = None,
                          maml_run: str | Path | None = None, maml_steps: int = 1, episodes: int = 10,
-                         switch_at: int | None = None, nthread: int = 0, progress: bool = True) -> dict:
+                         switch_at: int | None = None, nthread: int = 0, planner: dict | None = None,
+                         methods: list[str] | None = None, progress: bool = True) -> dict:
     """Evaluate a GrBAL run and its baselines; write ``model_eval.json`` and ``model_eval.png``.
 
     Args:
@@ -81,6 +86,10 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
         episodes: the policy's episodes per task and inner step.
         switch_at: also run the mid-episode switch scenario, switching after this many steps.
         nthread: engine threads.
+        planner: config keys of the planner (``planner``, ``planner_horizon``, ``planner_candidates``,
+            ``planner_iterations``, ``planner_noise``, ``planner_kappa``) that replace the GrBAL run's for
+            every controller: what a knob costs in return, on the same model.
+        methods: evaluate only these (names above; default: every one whose run is given).
         progress: print a line per method.
 
     Returns:
@@ -91,6 +100,18 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
     if cfg.algo != "grbal":
         raise ValueError(f"{str(run)!r} was trained with algo {cfg.algo}; eval-model takes a grbal run "
                          "(give mb-mpc runs as --mb-run)")
+    if planner:
+        unknown = sorted(set(planner) - set(PLANNER_KEYS))
+        if unknown:
+            raise ValueError(f"planner settings must be among {', '.join(PLANNER_KEYS)}; got {', '.join(unknown)}")
+        cfg = config.from_dict({**config.to_dict(cfg), **planner}, "planner settings")
+    if methods is not None:
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown or not methods:
+            raise ValueError(f"methods must be among {', '.join(METHODS)}; got {', '.join(unknown) or 'none'}")
+        missing = [m for m in methods if m.startswith("mb-mpc") and mb_run is None or m == "maml" and maml_run is None]
+        if missing:
+            raise ValueError(f"method(s) {', '.join(missing)} need --mb-run (mb-mpc) or --maml-run (maml)")
     family = cfg.family
     horizon = horizon or cfg.horizon or envs.get_family(family).horizon
     if switch_at is not None and not 1 <= switch_at < horizon:
@@ -102,8 +123,10 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
             raise ValueError(f"--mb-run must be an mb-mpc run of {family}, got {mb_cfg.algo} on {mb_cfg.family}")
         models["mb-mpc-adapted"] = (mb_params, mb_stats, cfg.inner_lr, mb_steps)
         models["mb-mpc"] = (mb_params, mb_stats, 0.0, mb_steps)
+    if methods is not None:
+        models = {k: v for k, v in models.items() if k in methods}
     maml = None
-    if maml_run is not None:
+    if maml_run is not None and (methods is None or "maml" in methods):
         maml = load_meta_policy(maml_run, family)
     out = Path(out_dir)
     ensure_writable_dir(out)
@@ -135,6 +158,7 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
               "tasks": tasks,
               "run": str(run), "mb_run": None if mb_run is None else str(mb_run),
               "maml_run": None if maml_run is None else str(maml_run), "planner": plan_opts,
+              "planner_overrides": dict(planner or {}),
               "past_steps": cfg.past_steps, "methods": methods, "ci": "95% Student-t interval of the mean over tasks",
               "commit": git_commit()}
     if switch_at is not None:

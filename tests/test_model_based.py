@@ -112,6 +112,9 @@ def test_eval_model_scores_every_method_on_the_held_out_joint(tiny_runs, tmp_pat
 @pytest.mark.parametrize("extra, message", [
     (["--switch-at", "40"], "switch-at"), (["--tasks", "1"], "--tasks"),
     (["--mb-run", "GRBAL"], "mb-mpc run"), (["--maml-run", "MB"], "policy"),
+    (["--planner", "inner_lr=0.1"], "planner settings must be among"),
+    (["--planner", "planner_candidates=0"], "planner_candidates"),
+    (["--methods", "grbal,maml"], "need --mb-run"), (["--methods", "pets"], "methods must be among"),
 ])
 def test_eval_model_bad_input_names_the_problem(tiny_runs, tmp_path, capsys, extra, message):
     extra = [{"GRBAL": str(tiny_runs / "grbal"), "MB": str(tiny_runs / "mb-mpc")}.get(x, x) for x in extra]
@@ -119,6 +122,27 @@ def test_eval_model_bad_input_names_the_problem(tiny_runs, tmp_path, capsys, ext
         cli.main(["eval-model", str(tiny_runs / "grbal"), "--tasks", "2", "--nthread", "1", "--out",
                   str(tmp_path / "o"), *extra])
     assert message in capsys.readouterr().err
+
+
+def test_eval_model_planner_settings_replace_the_runs_for_the_chosen_methods(tiny_runs, tmp_path):
+    import json
+
+    def run(name, *extra):
+        assert cli.main(["eval-model", str(tiny_runs / "grbal"), "--mb-run", str(tiny_runs / "mb-mpc"), "--tasks", "2",
+                         "--horizon", "20", "--nthread", "1", "--out", str(tmp_path / name), "--no-progress",
+                         *extra]) == 0
+        return json.loads((tmp_path / name / "model_eval.json").read_text())
+
+    base = run("base", "--methods", "grbal,mb-mpc")
+    assert list(base["methods"]) == ["grbal", "mb-mpc"] and base["planner_overrides"] == {}
+    random = run("random", "--methods", "grbal", "--planner", "planner=random", "--planner", "planner_candidates=7")
+    assert list(random["methods"]) == ["grbal"]
+    assert random["planner"]["method"] == "random" and random["planner"]["candidates"] == 7
+    assert random["planner_overrides"] == {"planner": "random", "planner_candidates": 7}
+    # same model, tasks and seed: only the planner differs, and the episodes with it
+    assert random["methods"]["grbal"]["per_task"] != base["methods"]["grbal"]["per_task"]
+    again = run("again", "--methods", "grbal")
+    assert again["methods"]["grbal"]["per_task"] == base["methods"]["grbal"]["per_task"]
 
 
 def test_render_films_the_controller_through_a_switch(tiny_runs, tmp_path, capsys):
