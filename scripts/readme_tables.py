@@ -12,6 +12,11 @@ Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in 
 ``learning-fast``
     time and iterations to -40 on the fast config, exact against subsampled products, from
     ``benchmarks/results/learning-hcv-fast/summary.json`` (written by ``scripts/learning_curves.py``).
+``model-based``
+    GrBAL against its baselines on the broken-robot families, one row per method with every training
+    seed's return on the held-out joint or leg, and issue 14's targets per seed, from
+    ``benchmarks/results/model-based-<family>/eval-s<seed>/model_eval.json`` (``metarl eval-model``;
+    ``scripts/compare_model_based.sh`` runs it all);
 ``learners``
     MAML-TRPO, MAML-PPO, ProMP and Reptile on the fast config, one env-step budget, from
     ``benchmarks/results/learners-hcv-fast/summary.json`` (same script) and each run's
@@ -162,6 +167,57 @@ def learners_table(root: Path = ROOT) -> str:
     return "\n".join(rows)
 
 
+MODEL_BASED_LABELS = {"grbal": "(a) GrBAL, adapted online", "grbal-unadapted": "(b) GrBAL's model, not adapted",
+                      "mb-mpc-adapted": "(c) mb-mpc, adapted online", "mb-mpc": "mb-mpc, not adapted",
+                      "maml": "(d) MAML-TRPO policy after one step"}
+
+
+def model_based_evals(root: Path = ROOT) -> dict[str, list[dict]]:
+    """``{family: [model_eval.json of each seed]}`` from ``benchmarks/results/model-based-*``."""
+    out = {}
+    for folder in sorted((root / "benchmarks" / "results").glob("model-based-*")):
+        evals = [json.loads(p.read_text()) for p in sorted(folder.glob("eval-s*/model_eval.json"))]
+        if evals:
+            out[evals[0]["family"]] = evals
+    return out
+
+
+def model_based_target(evals: list[dict]) -> str:
+    """Issue 14's targets over a family's seeds: (a) above (b) and (c) with non-overlapping 95% intervals,
+    and (a) trained with at most 1% of (d)'s env steps."""
+    def above(e, other):
+        return e["methods"]["grbal"]["ci95"][0] > e["methods"][other]["ci95"][1]
+
+    parts = []
+    for other, label in (("grbal-unadapted", "(b)"), ("mb-mpc-adapted", "(c)")):
+        if all(other in e["methods"] for e in evals):
+            parts.append(f"(a) above {label} in {sum(above(e, other) for e in evals)} of {len(evals)} seeds")
+    if all("maml" in e["methods"] for e in evals):
+        share = [e["methods"]["grbal"]["training_env_steps"] / e["methods"]["maml"]["training_env_steps"]
+                 for e in evals]
+        parts.append(f"(a)'s env steps {100 * max(share):.2g}% of (d)'s")
+    return "; ".join(parts)
+
+
+def model_based_table(root: Path = ROOT) -> str:
+    rows = ["| family | method | training env steps | return on the held-out joint or leg, per seed (95% CI over "
+            "episodes) | mean of seeds |", "|---|---|---|---|---|"]
+    for family, evals in model_based_evals(root).items():
+        for name, label in MODEL_BASED_LABELS.items():
+            if not all(name in e["methods"] for e in evals):
+                continue
+            ms = [e["methods"][name] for e in evals]
+            steps = sorted({m["training_env_steps"] for m in ms})
+            cells = [f"{m['mean']:.1f} [{m['ci95'][0]:.1f}, {m['ci95'][1]:.1f}]" for m in ms]
+            if name == "maml" and len({e.get("maml_run") for e in evals}) == 1:  # one policy against every seed
+                cells, ms = [f"one policy: {cells[0]}"], ms[:1]
+            per_seed = "; ".join(cells)
+            rows.append(f"| {family} | {label} | {' / '.join(f'{s:,}' for s in steps)} | {per_seed} | "
+                        f"{np.mean([m['mean'] for m in ms]):.1f} |")
+        rows.append(f"| {family} | target | | {model_based_target(evals)} | |")
+    return "\n".join(rows)
+
+
 def sinusoid_table(root: Path = ROOT) -> str:
     record = json.loads((root / "benchmarks" / "results" / "sinusoid" / "sinusoid.json").read_text())
     rows = ["| after 0 / 1 / 10 steps | MSE |", "|---|---|"]
@@ -171,7 +227,7 @@ def sinusoid_table(root: Path = ROOT) -> str:
 
 
 TABLES = {"shipped": shipped_table, "families": families_table, "learning-fast": learning_table,
-          "learners": learners_table, "sinusoid": sinusoid_table}
+          "learners": learners_table, "sinusoid": sinusoid_table, "model-based": model_based_table}
 
 
 def render(readme: str, root: Path = ROOT) -> tuple[str, list[str]]:

@@ -18,7 +18,7 @@ def test_readme_tables_match_the_files_behind_them():
 
 def test_a_changed_card_is_caught(tmp_path):
     for rel in ("policies/pretrained", "benchmarks/results/learning-hcv-fast", "benchmarks/results/learners-hcv-fast",
-                "benchmarks/results/sinusoid"):
+                "benchmarks/results/sinusoid", "benchmarks/results/model-based-HalfCheetahDisabledJoint"):
         shutil.copytree(ROOT / rel, tmp_path / rel, ignore=shutil.ignore_patterns("*.pt", "*.png"))
     card_path = tmp_path / "policies" / "pretrained" / "HalfCheetahVel.json"
     card = json.loads(card_path.read_text())
@@ -51,3 +51,16 @@ def test_target_status_names_every_reason():
     assert "0.50 < 0.6" in status
     below = card([[0, 10], [20, 30]], [[0, 5], [5, 15]], 22, 1.4)  # the oracle under MAML after one step
     assert "gap share is undefined" in readme_tables.target_status(below)
+
+
+def test_model_based_target_counts_seeds_and_env_steps():
+    def ev(a, b, c, steps=(80_000, 24_000_000)):
+        methods = {"grbal": {"ci95": a, "training_env_steps": steps[0]}, "grbal-unadapted": {"ci95": b},
+                   "mb-mpc-adapted": {"ci95": c}, "maml": {"training_env_steps": steps[1]}}
+        return {"methods": methods}
+
+    evals = [ev([5, 7], [1, 3], [8, 10]), ev([5, 7], [6, 8], [1, 4])]
+    assert readme_tables.model_based_target(evals) == ("(a) above (b) in 1 of 2 seeds; (a) above (c) in 1 of 2 seeds; "
+                                                       "(a)'s env steps 0.33% of (d)'s")
+    no_maml = [{"methods": {k: v for k, v in e["methods"].items() if k != "maml"}} for e in evals]
+    assert "env steps" not in readme_tables.model_based_target(no_maml)
