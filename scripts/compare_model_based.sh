@@ -4,7 +4,7 @@
 # at a time (two at once on two cores slow each other several-fold); then `metarl eval-model` of each
 # seed's GrBAL run against its unadapted model, that seed's mb-mpc run and the MAML policy on 40
 # episodes of the held-out joint or leg, with the task switching from a training joint or leg to the
-# held-out one half-way through a second set of episodes.
+# held-out one half-way through a second set of episodes; then the same models planning with CEM.
 #
 #   bash scripts/compare_model_based.sh OUT_DIR [halfcheetah|ant]
 #
@@ -33,4 +33,8 @@ for seed in 1 2 3; do
   train "$out/mbmpc-s$seed" "$grbal" --set algo=mb-mpc --seed "$seed"
   [ -f "$out/eval-s$seed/model_eval.json" ] || metarl eval-model "$out/grbal-s$seed" --mb-run "$out/mbmpc-s$seed" \
     --maml-run "$out/maml-s1" --switch-at 100 --out "$out/eval-s$seed"
+  # the same models planning with CEM (3 iterations), the better planner of benchmarks/README.md
+  [ -f "$out/eval-cem3-s$seed/model_eval.json" ] || metarl eval-model "$out/grbal-s$seed" --mb-run "$out/mbmpc-s$seed" \
+    --methods grbal,grbal-unadapted,mb-mpc-adapted,mb-mpc --planner planner=cem --planner planner_iterations=3 \
+    --out "$out/eval-cem3-s$seed"
 done

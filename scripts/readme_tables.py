@@ -17,6 +17,9 @@ Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in 
     seed's return on the held-out joint or leg, and issue 14's targets per seed, from
     ``benchmarks/results/model-based-<family>/eval-s<seed>/model_eval.json`` (``metarl eval-model``;
     ``scripts/compare_model_based.sh`` runs it all);
+``model-based-cem``
+    the same models, every one planning with CEM (three iterations) instead of the runs' MPPI, from
+    ``eval-cem3-s<seed>/model_eval.json`` there;
 ``learners``
     MAML-TRPO, MAML-PPO, ProMP and Reptile on the fast config, one env-step budget, from
     ``benchmarks/results/learners-hcv-fast/summary.json`` (same script) and each run's
@@ -172,11 +175,11 @@ MODEL_BASED_LABELS = {"grbal": "(a) GrBAL, adapted online", "grbal-unadapted": "
                       "maml": "(d) MAML-TRPO policy after one step"}
 
 
-def model_based_evals(root: Path = ROOT) -> dict[str, list[dict]]:
-    """``{family: [model_eval.json of each seed]}`` from ``benchmarks/results/model-based-*``."""
+def model_based_evals(root: Path = ROOT, pattern: str = "eval-s*") -> dict[str, list[dict]]:
+    """``{family: [model_eval.json of each seed]}`` from ``benchmarks/results/model-based-*/<pattern>``."""
     out = {}
     for folder in sorted((root / "benchmarks" / "results").glob("model-based-*")):
-        evals = [json.loads(p.read_text()) for p in sorted(folder.glob("eval-s*/model_eval.json"))]
+        evals = [json.loads(p.read_text()) for p in sorted(folder.glob(f"{pattern}/model_eval.json"))]
         if evals:
             out[evals[0]["family"]] = evals
     return out
@@ -199,10 +202,10 @@ def model_based_target(evals: list[dict]) -> str:
     return "; ".join(parts)
 
 
-def model_based_table(root: Path = ROOT) -> str:
+def model_based_table(root: Path = ROOT, pattern: str = "eval-s*") -> str:
     rows = ["| family | method | training env steps | return on the held-out joint or leg, per seed (95% CI over "
             "episodes) | mean of seeds |", "|---|---|---|---|---|"]
-    for family, evals in model_based_evals(root).items():
+    for family, evals in model_based_evals(root, pattern).items():
         for name, label in MODEL_BASED_LABELS.items():
             if not all(name in e["methods"] for e in evals):
                 continue
@@ -227,7 +230,8 @@ def sinusoid_table(root: Path = ROOT) -> str:
 
 
 TABLES = {"shipped": shipped_table, "families": families_table, "learning-fast": learning_table,
-          "learners": learners_table, "sinusoid": sinusoid_table, "model-based": model_based_table}
+          "learners": learners_table, "sinusoid": sinusoid_table, "model-based": model_based_table,
+          "model-based-cem": lambda root=ROOT: model_based_table(root, "eval-cem3-s*")}
 
 
 def render(readme: str, root: Path = ROOT) -> tuple[str, list[str]]:
