@@ -14,7 +14,6 @@ generators) and model.pt (``{"params", "stats", "config", "commit", "env_steps",
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import envs
 from metarl import config
 from metarl.files import atomic_write, git_commit
 from metarl.grbal import fit_model, run_controller
-from metarl.trainer import Interrupted, prepare_log, stop_signals
+from metarl.trainer import run_iterations
 from policies.dynamics import fit_stats, init_dynamics
 
 CSV_FIELDS = ["iteration", "env_steps", "post_return", "model_loss", "time_collect", "time_fit", "time_total",
@@ -134,34 +133,5 @@ class ModelBasedTrainer:
     def train(self, progress: bool = True) -> list[dict]:
         """Run the remaining iterations with logging and checkpoints; SIGINT/SIGTERM finish the current
         iteration, checkpoint and raise :class:`metarl.trainer.Interrupted`."""
-        from tqdm import tqdm
-
-        csv_path = self.out / "progress.csv"
-        prepare_log(csv_path, self.iteration, CSV_FIELDS)
-        new_file = not csv_path.exists()
-        rows = []
-        with stop_signals() as received:
-            snapshot = self.state()
-            bar = tqdm(total=self.cfg.iterations, initial=self.iteration, disable=not progress,
-                       desc=f"{self.cfg.algo} {self.cfg.family}", unit="it", dynamic_ncols=True)
-            try:
-                with open(csv_path, "a", newline="") as f:
-                    log = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-                    if new_file:
-                        log.writeheader()
-                    while self.iteration < self.cfg.iterations and not received:
-                        row = self.step()
-                        rows.append(row)
-                        log.writerow(row)
-                        f.flush()
-                        bar.set_postfix(ret=f"{row['post_return']:.1f}", loss=f"{row['model_loss']:.3f}")
-                        bar.update(1)
-                        snapshot = self.state()
-                        if self.iteration % self.cfg.checkpoint_every == 0:
-                            self.save(snapshot)
-            finally:
-                bar.close()
-                self.save(snapshot)
-        if received:
-            raise Interrupted(received[0], self.iteration, self.out)
-        return rows
+        return run_iterations(self, CSV_FIELDS, progress,
+                              lambda row: {"ret": f"{row['post_return']:.1f}", "loss": f"{row['model_loss']:.3f}"})

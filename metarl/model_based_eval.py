@@ -109,7 +109,8 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
         unknown = sorted(set(methods) - set(METHODS))
         if unknown or not methods:
             raise ValueError(f"methods must be among {', '.join(METHODS)}; got {', '.join(unknown) or 'none'}")
-        missing = [m for m in methods if m.startswith("mb-mpc") and mb_run is None or m == "maml" and maml_run is None]
+        missing = [m for m in methods
+                   if (m.startswith("mb-mpc") and mb_run is None) or (m == "maml" and maml_run is None)]
         if missing:
             raise ValueError(f"method(s) {', '.join(missing)} need --mb-run (mb-mpc) or --maml-run (maml)")
     family = cfg.family

@@ -252,63 +252,32 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------------------
 
     def train(self, progress: bool = True) -> list[dict]:
-        """Run the remaining iterations, logging and checkpointing; returns the new rows.
-
-        SIGINT and SIGTERM finish the current iteration, write a checkpoint and raise
-        :class:`Interrupted`. If the run stops on an error instead, the checkpoint written is the
-        state after the last completed iteration, so a resume repeats nothing and skips nothing.
+        """Run the remaining iterations with :func:`run_iterations`, also logging to tensorboard; returns the
+        new rows.
 
         Raises:
             Interrupted: after SIGINT/SIGTERM.
             NonFiniteError: ``max_nonfinite_steps`` consecutive outer steps were rejected.
         """
         from torch.utils.tensorboard import SummaryWriter
-        from tqdm import tqdm
 
-        csv_path = self.out / "progress.csv"
-        prepare_log(csv_path, self.iteration, CSV_FIELDS)
-        new_file = not csv_path.exists()
-        rows = []
+        writer = SummaryWriter(str(self.out / "tb"), purge_step=self.iteration + 1)
 
-        def announce(signum):
-            print(f"\n{signal.Signals(signum).name}: finishing iteration {self.iteration + 1}, then writing a "
-                  "checkpoint", flush=True)
+        def after(row):
+            self._tensorboard(writer, row)
+            if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
+                raise NonFiniteError(
+                    f"{self.nonfinite_streak} consecutive outer steps produced non-finite parameters or "
+                    f"losses (last at iteration {self.iteration}); each was rejected and the parameters "
+                    f"restored. Checkpoint written to {self.out / 'checkpoint.pt'}. Try a smaller max_kl "
+                    "or outer_lr, or check the environment's rewards.")
 
-        with stop_signals(announce) as received:
-            snapshot = self.state()
-            writer = SummaryWriter(str(self.out / "tb"), purge_step=self.iteration + 1)
-            bar = tqdm(total=self.cfg.iterations, initial=self.iteration, disable=not progress,
-                       desc=f"{self.cfg.algo} {self.cfg.family}", unit="it", dynamic_ncols=True)
-            try:
-                with open(csv_path, "a", newline="") as f:
-                    log = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-                    if new_file:
-                        log.writeheader()
-                    while self.iteration < self.cfg.iterations and not received:
-                        row = self.step()
-                        rows.append(row)
-                        log.writerow(row)
-                        f.flush()
-                        self._tensorboard(writer, row)
-                        bar.set_postfix(pre=f"{row['pre_return']:.1f}", post=f"{row['post_return']:.1f}",
-                                        kl=f"{row['kl']:.4f}")
-                        bar.update(1)
-                        snapshot = self.state()
-                        if self.iteration % self.cfg.checkpoint_every == 0:
-                            self.save(snapshot)
-                        if self.nonfinite_streak >= self.cfg.max_nonfinite_steps:
-                            raise NonFiniteError(
-                                f"{self.nonfinite_streak} consecutive outer steps produced non-finite parameters or "
-                                f"losses (last at iteration {self.iteration}); each was rejected and the parameters "
-                                f"restored. Checkpoint written to {self.out / 'checkpoint.pt'}. Try a smaller max_kl "
-                                "or outer_lr, or check the environment's rewards.")
-            finally:
-                bar.close()
-                writer.close()
-                self.save(snapshot)
-        if received:
-            raise Interrupted(received[0], self.iteration, self.out)
-        return rows
+        try:
+            return run_iterations(self, CSV_FIELDS, progress, lambda row: {
+                "pre": f"{row['pre_return']:.1f}", "post": f"{row['post_return']:.1f}", "kl": f"{row['kl']:.4f}"},
+                after)
+        finally:
+            writer.close()
 
     @staticmethod
     def _tensorboard(writer, row: dict) -> None:
@@ -320,6 +289,56 @@ class Trainer:
             writer.add_scalar(f"losses/{key}", row[key], it)
         for key in ("time_sampling", "time_adapt", "time_outer", "time_total"):
             writer.add_scalar(f"time/{key}", row[key], it)
+
+
+def run_iterations(trainer, fields: list[str], progress: bool, postfix, after=None) -> list[dict]:
+    """The loop every learner's trainer shares: ``trainer.step()`` until ``trainer.cfg.iterations``, each
+    row appended to ``trainer.out/progress.csv`` (columns ``fields``), a checkpoint (``trainer.save``)
+    every ``checkpoint_every`` iterations and at the end, whatever ends it; returns the new rows.
+
+    ``postfix(row)`` gives the progress bar's figures; ``after(row)``, if given, runs after each
+    checkpointed row and may raise to stop the run. SIGINT and SIGTERM finish the current iteration,
+    write a checkpoint and raise :class:`Interrupted`. If the run stops on an error, the checkpoint
+    written is the state after the last completed iteration, so a resume repeats and skips nothing.
+    """
+    from tqdm import tqdm
+
+    csv_path = trainer.out / "progress.csv"
+    prepare_log(csv_path, trainer.iteration, fields)
+    new_file = not csv_path.exists()
+    rows = []
+
+    def announce(signum):
+        print(f"\n{signal.Signals(signum).name}: finishing iteration {trainer.iteration + 1}, then writing a "
+              "checkpoint", flush=True)
+
+    with stop_signals(announce) as received:
+        snapshot = trainer.state()
+        bar = tqdm(total=trainer.cfg.iterations, initial=trainer.iteration, disable=not progress,
+                   desc=f"{trainer.cfg.algo} {trainer.cfg.family}", unit="it", dynamic_ncols=True)
+        try:
+            with open(csv_path, "a", newline="") as f:
+                log = csv.DictWriter(f, fieldnames=fields)
+                if new_file:
+                    log.writeheader()
+                while trainer.iteration < trainer.cfg.iterations and not received:
+                    row = trainer.step()
+                    rows.append(row)
+                    log.writerow(row)
+                    f.flush()
+                    bar.set_postfix(postfix(row))
+                    bar.update(1)
+                    snapshot = trainer.state()
+                    if trainer.iteration % trainer.cfg.checkpoint_every == 0:
+                        trainer.save(snapshot)
+                    if after is not None:
+                        after(row)
+        finally:
+            bar.close()
+            trainer.save(snapshot)
+    if received:
+        raise Interrupted(received[0], trainer.iteration, trainer.out)
+    return rows
 
 
 def prepare_log(csv_path: Path, iteration: int, fields: list[str]) -> None:
