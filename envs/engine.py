@@ -301,6 +301,7 @@ class MujocoVectorEnv(TaskVectorEnv):
         self.dt = float(self.model.opt.timestep * self._spec.frame_skip)
         self.metadata["render_fps"] = int(np.round(1.0 / self.dt))
         self._terminate_unhealthy = self.options.get("terminate_when_unhealthy", False)
+        self._costs = physics.costs(self.body, self.options)
         obs_dim = physics.observation(
             self.body, self.model.qpos0[None], np.zeros((1, self.model.nv)),
             np.zeros((1, self.model.nbody, 6)),
@@ -392,7 +393,7 @@ class MujocoVectorEnv(TaskVectorEnv):
         with np.errstate(over="ignore", invalid="ignore"):  # huge actions: an infinite cost, flagged below
             reward, info = physics.reward(
                 self.family.name, self.body, self._task_arrays, pos_before, pos_after, self.dt,
-                actions, healthy, self._cfrc,
+                actions, healthy, self._cfrc, self._costs,
             )
         terminated = ~healthy if self._terminate_unhealthy else np.zeros(self.num_envs, dtype=bool)
         info["diverged"] = diverged

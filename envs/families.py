@@ -121,12 +121,17 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "AntCrippledLeg", "ant", 200,
-            "GrBAL (Nagabandi et al. 2019), learning_to_adapt's crippled Ant; reward terms of gymnasium Ant-v5",
-            "v_x + 1.0 healthy - 0.5 ||a||^2 - 5e-4 ||clip(cfrc_ext, -1, 1)||^2",
+            "GrBAL (Nagabandi et al. 2019), learning_to_adapt's crippled Ant and its reward (no control or "
+            "contact cost, 0.05 for staying alive); termination of gymnasium Ant-v5",
+            "v_x + 0.05 healthy; options ctrl_cost_weight, contact_cost_weight, healthy_reward "
+            "(0.5, 5e-4, 1.0 give Ant-v5's terms)",
             "leg 0..3 (actuators hip_4+ankle_4, hip_1+ankle_1, hip_2+ankle_2, hip_3+ankle_3) whose two gears "
             "are multiplied by gear_scale (0: disabled), or -1 (intact, never drawn); training legs 1, 2, 3, "
             "held-out leg 0",
-            {"gear_scale": 0.0, "terminate_when_unhealthy": True},
+            # GrBAL's code pays nothing for torque; under Ant-v5's 0.5 ||a||^2 and 1.0 healthy reward our
+            # GrBAL and mb-mpc controllers stood still (about 1 reward per step) instead of walking.
+            {"gear_scale": 0.0, "terminate_when_unhealthy": True, "ctrl_cost_weight": 0.0,
+             "contact_cost_weight": 0.0, "healthy_reward": 0.05},
             dynamics=True,
         ),
         Family(
@@ -168,6 +173,12 @@ def check_options(family: Family, options: dict) -> dict:
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0.0 <= scale <= 1.0:
             raise ValueError(f"{family.name}: gear_scale must be a number in [0, 1], got {scale!r}")
         resolved["gear_scale"] = float(scale)
+    for name in ("ctrl_cost_weight", "contact_cost_weight", "healthy_reward"):
+        if name in resolved:
+            value = resolved[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < float("inf"):
+                raise ValueError(f"{family.name}: {name} must be a finite number >= 0, got {value!r}")
+            resolved[name] = float(value)
     return resolved
 
 

@@ -26,6 +26,15 @@ COSTS = {
     "hopper": (1e-3, 0.0, 1.0),
     "walker2d": (1e-3, 0.0, 1.0),
 }
+# Family options that override COSTS, named as gymnasium v5's keyword arguments.
+COST_OPTIONS = ("ctrl_cost_weight", "contact_cost_weight", "healthy_reward")
+
+
+def costs(body: str, options: dict | None = None) -> tuple[float, float, float]:
+    """``(ctrl weight, contact weight, healthy reward)`` of ``body``: :data:`COSTS`, overridden by any of
+    :data:`COST_OPTIONS` in the family ``options``."""
+    options = options or {}
+    return tuple(float(options.get(name, base)) for name, base in zip(COST_OPTIONS, COSTS[body], strict=True))
 
 
 def observation(body: str, qpos: np.ndarray, qvel: np.ndarray, cfrc_ext: np.ndarray | None) -> np.ndarray:
@@ -86,6 +95,7 @@ def reward(
     action: np.ndarray,
     healthy: np.ndarray,
     cfrc_ext: np.ndarray | None,
+    weights: tuple[float, float, float] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Per-step reward of a locomotion family.
 
@@ -98,6 +108,8 @@ def reward(
         action: ``[N, nu]`` actions as given (the cost uses them unclipped, as gymnasium).
         healthy: ``[N]`` bool, :func:`is_healthy` after the step.
         cfrc_ext: ``[N, nbody, 6]`` contact forces (Ant) or None.
+        weights: ``(ctrl weight, contact weight, healthy reward)``, :func:`costs` of the family's
+            options; :data:`COSTS` of ``body`` when None.
 
     Returns:
         ``(reward [N], components)``; components hold ``reward_forward``, ``reward_ctrl`` and, where
@@ -114,7 +126,7 @@ def reward(
         forward = -np.abs(pos_after - task["goal"]).sum(axis=1)
     else:
         forward = vx
-    ctrl_w, contact_w, survive_w = COSTS[body]
+    ctrl_w, contact_w, survive_w = weights or COSTS[body]
     parts = {"reward_forward": forward, "reward_ctrl": -ctrl_w * np.square(action).sum(axis=1)}
     if body == "ant":
         contact = np.clip(cfrc_ext, *ANT_CONTACT_RANGE)

@@ -19,8 +19,8 @@ AntGoal's distance needs the torso position, which the observation omits as gymn
 
 from __future__ import annotations
 
-from envs.families import get_family
-from envs.physics import ANT_CONTACT_RANGE, COSTS, HEALTH
+from envs.families import check_options, get_family
+from envs.physics import ANT_CONTACT_RANGE, HEALTH, costs
 
 # Index of x velocity and torso height in each robot's observation, the pitch angle (planar robots),
 # and where Ant's clipped contact forces start.
@@ -50,7 +50,7 @@ def transition_healthy(body: str, next_obs):
     return ok
 
 
-def transition_reward(family: str, task: dict, obs, action, next_obs, xy_after=None):
+def transition_reward(family: str, task: dict, obs, action, next_obs, xy_after=None, **options):
     """Reward of transitions of ``family``, on numpy arrays or torch tensors.
 
     Args:
@@ -62,6 +62,8 @@ def transition_reward(family: str, task: dict, obs, action, next_obs, xy_after=N
         action: ``[..., act_dim]`` actions as the environment receives them.
         next_obs: ``[..., obs_dim]`` observations after the step.
         xy_after: ``[..., 2]`` torso position after the step, for AntGoal only.
+        **options: the family's options (those that change the reward: ``ctrl_cost_weight``,
+            ``contact_cost_weight``, ``healthy_reward``).
 
     Returns:
         ``[...]`` rewards.
@@ -81,7 +83,7 @@ def transition_reward(family: str, task: dict, obs, action, next_obs, xy_after=N
         forward = -abs(xy_after - task["goal"]).sum(-1)
     else:
         forward = vx
-    ctrl_w, contact_w, survive_w = COSTS[fam.body]
+    ctrl_w, contact_w, survive_w = costs(fam.body, check_options(fam, options))
     reward = forward - ctrl_w * (action * action).sum(-1)
     if contact_w:
         # the engine clips the contact forces; a predicted observation may not be

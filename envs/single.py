@@ -62,6 +62,7 @@ class _TaskEnvMixin:
         gym_kwargs = {"render_mode": render_mode, "width": width, "height": height}
         if "terminate_when_unhealthy" in self.options:
             gym_kwargs["terminate_when_unhealthy"] = self.options["terminate_when_unhealthy"]
+        gym_kwargs.update({k: v for k, v in self.options.items() if k in physics.COST_OPTIONS})
         super().__init__(**gym_kwargs)
         self._base_model = load_model(self._body)
 
@@ -137,7 +138,8 @@ class _TaskEnvMixin:
         cfrc = self.data.cfrc_ext[None] if self._body == "ant" else None
         task = {k: v[None] for k, v in self.task.items()}
         reward, parts = physics.reward(
-            self.family.name, self._body, task, pos_before, pos_after, self.dt, action[None], healthy, cfrc
+            self.family.name, self._body, task, pos_before, pos_after, self.dt, action[None], healthy, cfrc,
+            physics.costs(self._body, self.options),
         )
         terminated = bool(getattr(self, "_terminate_when_unhealthy", False) and not healthy[0])
         self._t += 1

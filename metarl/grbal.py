@@ -292,7 +292,8 @@ def run_controller(family: str, tasks: list[dict], params: dict | None, stats: d
             # the reward's task values, [S, 1] against the candidates (a dynamics task changes no reward term)
             task = {} if dynamics else {k: torch.as_tensor(v, dtype=torch.float32)[:, None]
                                         for k, v in env._task_arrays.items()}
-            step_fn = model_step_fn(adapted, stats, lambda o, a, n, task=task: transition_reward(family, task, o, a, n))
+            step_fn = model_step_fn(adapted, stats, lambda o, a, n, task=task: transition_reward(family, task, o, a, n,
+                                                                                  **(family_options or {})))
             with torch.no_grad():
                 action, mean_plan = plan(step_fn, obs, act_dim=a_dim, low=low, high=high, horizon=plan_h,
                                          init_mean=warm, generator=gen, **opts)

@@ -18,7 +18,8 @@ case "$robot" in
                maml=(configs/halfcheetah-disabled-joint.yaml --set meta_batch_size=20 --set episodes_per_task=10
                      --set iterations=300) ;;
   ant) grbal=configs/grbal-ant-crippled-leg.yaml
-       maml=(configs/ant-crippled-leg.yaml --set meta_batch_size=10 --set episodes_per_task=20 --set iterations=200) ;;
+       # 100 iterations of 10 x 20 episodes, before and after the step: 8M env steps, 100x GrBAL's 80k
+       maml=(configs/ant-crippled-leg.yaml --set meta_batch_size=10 --set episodes_per_task=20 --set iterations=100) ;;
   *) echo "compare_model_based.sh: error: robot must be halfcheetah or ant, got '$robot'" >&2; exit 2 ;;
 esac
 mkdir -p "$out"

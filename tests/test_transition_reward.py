@@ -8,10 +8,12 @@ import envs
 from envs.rewards import OBS_INDEX, transition_reward
 
 LOCOMOTION = [name for name, fam in envs.FAMILIES.items() if fam.body is not None]
+ANT_V5_TERMS = {"ctrl_cost_weight": 0.5, "contact_cost_weight": 5e-4, "healthy_reward": 1.0}
+CASES = [(name, {}) for name in LOCOMOTION] + [("AntCrippledLeg", ANT_V5_TERMS)]
 
 
-def _rollout(family, n=8, steps=60):
-    vec = envs.make(family, n, horizon=steps, seed=0, nthread=1)
+def _rollout(family, n=8, steps=60, **options):
+    vec = envs.make(family, n, horizon=steps, seed=0, nthread=1, **options)
     obs, _ = vec.reset()
     rng = np.random.default_rng(0)
     out = []
@@ -26,18 +28,18 @@ def _rollout(family, n=8, steps=60):
     return vec._task_arrays, out
 
 
-@pytest.mark.parametrize("family", LOCOMOTION)
-def test_every_term_but_the_velocity_is_the_engines_and_the_velocity_is_close(family):
-    tasks, steps = _rollout(family)
+@pytest.mark.parametrize("family, options", CASES, ids=[f + ("-options" if o else "") for f, o in CASES])
+def test_every_term_but_the_velocity_is_the_engines_and_the_velocity_is_close(family, options):
+    tasks, steps = _rollout(family, **options)
     vx_at = OBS_INDEX[envs.get_family(family).body]["vx"]
     errors = []
     for obs, a, nobs, r, vx, xy, active in steps:
         # with the engine's own velocity in both observations the reward must be the engine's exactly
         o, no = obs.copy(), nobs.copy()
         o[:, vx_at] = no[:, vx_at] = vx
-        np.testing.assert_allclose(transition_reward(family, tasks, o, a, no, xy_after=xy)[active], r[active],
-                                   rtol=0, atol=1e-9)
-        errors.append((transition_reward(family, tasks, obs, a, nobs, xy_after=xy) - r)[active])
+        np.testing.assert_allclose(transition_reward(family, tasks, o, a, no, xy_after=xy, **options)[active],
+                                   r[active], rtol=0, atol=1e-9)
+        errors.append((transition_reward(family, tasks, obs, a, nobs, xy_after=xy, **options) - r)[active])
     errors = np.concatenate(errors)
     assert len(errors) > 100
     # the mean of the end velocities stands for the displacement over the step (measured: 0.07 or less)
@@ -75,3 +77,16 @@ def test_bad_calls_name_the_problem():
         transition_reward("AntGoal", {"goal": np.zeros(2)}, np.zeros(105), np.zeros(8), np.zeros(105))
     with pytest.raises(ValueError, match="locomotion"):
         transition_reward("Navigation2D", {}, np.zeros(2), np.zeros(2), np.zeros(2))
+    with pytest.raises(ValueError, match="ctrl_cost_weight must be a finite number >= 0"):
+        transition_reward("AntCrippledLeg", {}, np.zeros(105), np.zeros(8), np.zeros(105), ctrl_cost_weight=-1.0)
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"healthy_reward": float("nan")}, "healthy_reward must be a finite number"),
+    ({"contact_cost_weight": True}, "contact_cost_weight must be a finite number"),
+])
+def test_bad_reward_weights_are_refused_before_anything_runs(options, match):
+    with pytest.raises(ValueError, match=match):
+        envs.make("AntCrippledLeg", 2, seed=0, **options)
+    with pytest.raises(ValueError, match="unknown option"):  # only the GrBAL family takes them
+        envs.make("AntDir", 2, seed=0, ctrl_cost_weight=0.0)
