@@ -196,7 +196,14 @@ def plot_model_eval(record: dict, path: Path) -> None:
     means = [record["methods"][n]["mean"] for n in names]
     err = np.array([[m - record["methods"][n]["ci95"][0], record["methods"][n]["ci95"][1] - m]
                     for n, m in zip(names, means, strict=True)]).T
-    labels = [f"{n}\n{record['methods'][n]['training_env_steps'] or '?'} steps" for n in names]
+    def label(name):  # long names break at their last hyphen so that five bars' labels do not overlap
+        head, _, tail = name.rpartition("-")
+        steps = record["methods"][name]["training_env_steps"]
+        name = f"{head}-\n{tail}" if len(name) > 10 and head else name
+        size = "?" if not steps else f"{steps / 1e6:.1f}M" if steps >= 1e6 else f"{steps / 1e3:.0f}k"
+        return f"{name}\n{size} steps"
+
+    labels = [label(n) for n in names]
     ax.bar(range(len(names)), means, yerr=err, capsize=4, color="tab:blue", alpha=0.8)
     ax.set_xticks(range(len(names)), labels, fontsize="small")
     held = (f"{record['num_tasks']} held-out tasks" if record["distinct_tasks"] == record["num_tasks"] else
