@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from envs.physics import COST_OPTIONS
+
 # Dynamics randomisation of rand_param_envs (used by ProMP and PEARL): each element of these model
 # fields is multiplied by base ** U(-3, 3).
 RAND_PARAM_BASES = {"body_mass": 1.5, "body_inertia": 1.5, "dof_damping": 1.3, "geom_friction": 1.5}
@@ -173,7 +175,7 @@ def check_options(family: Family, options: dict) -> dict:
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0.0 <= scale <= 1.0:
             raise ValueError(f"{family.name}: gear_scale must be a number in [0, 1], got {scale!r}")
         resolved["gear_scale"] = float(scale)
-    for name in ("ctrl_cost_weight", "contact_cost_weight", "healthy_reward"):
+    for name in COST_OPTIONS:
         if name in resolved:
             value = resolved[name]
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < float("inf"):

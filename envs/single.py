@@ -219,7 +219,8 @@ class HalfCheetahDisabledJointEnv(_TaskEnvMixin, HalfCheetahEnv):
 class AntCrippledLegEnv(_TaskEnvMixin, AntEnv):
     """Ant-v5 with one leg's two actuators' gears multiplied by ``gear_scale`` (0 by default: a crippled
     leg; GrBAL). Task ``{"leg": l}``, l in 0..3 (actuators 2l and 2l + 1); training draws legs 1, 2, 3
-    and the test split leg 0. Reward ``v_x + healthy - 0.5||a||^2 - 5e-4||contact||^2``; ``switch_at``
-    and ``switch_task`` as for HalfCheetahDisabledJoint."""
+    and the test split leg 0. Reward ``v_x + 0.05 healthy`` (GrBAL's; the options ``ctrl_cost_weight=0.5,
+    contact_cost_weight=5e-4, healthy_reward=1.0`` give Ant-v5's terms); ``switch_at`` and ``switch_task`` as
+    for HalfCheetahDisabledJoint."""
 
     family_name = "AntCrippledLeg"
