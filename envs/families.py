@@ -89,10 +89,15 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "AntGoal", "ant", 200,
-            "ProMP, PEARL, varibad (disk of radius 3, r = 3 sqrt(u))",
-            "-L1(xy, goal) + 1.0 healthy - 0.5 ||a||^2 - 5e-4 ||clip(cfrc_ext, -1, 1)||^2",
+            "ProMP, PEARL, varibad (disk of radius 3, r = 3 sqrt(u)); their reward terms, no termination",
+            "-L1(xy, goal) - 0.1 ||a||^2 - 5e-4 ||clip(cfrc_ext, -1, 1)||^2; options ctrl_cost_weight, "
+            "contact_cost_weight, healthy_reward, terminate_when_unhealthy (0.5, 5e-4, 1.0, true give Ant-v5's)",
             "goal uniform over the disk of radius 3",
-            {"terminate_when_unhealthy": True},
+            # The per-step reward is negative while the torso is more than about 1 from the goal: with
+            # Ant-v5's termination, falling over would end the penalty, so ProMP's and PEARL's AntGoal
+            # never terminate and pay nothing for being alive.
+            {"terminate_when_unhealthy": False, "ctrl_cost_weight": 0.1, "contact_cost_weight": 5e-4,
+             "healthy_reward": 0.0},
         ),
         Family(
             "HopperRandParams", "hopper", 200,

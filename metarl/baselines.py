@@ -103,7 +103,9 @@ def pretrained_policy(spec: PolicySpec, seed: int, horizon: int, cache_dir: str 
     from stable_baselines3.common.vec_env import VecNormalize
 
     name = "oracle" if oracle else "pretrained"
-    settings = {"family": spec.family, "family_options": spec.family_options, "hidden": spec.hidden_sizes,
+    # resolved options, so a baseline cached before a family's defaults changed is not reused
+    options = envs.families.check_options(envs.get_family(spec.family), spec.family_options)
+    settings = {"family": spec.family, "family_options": options, "hidden": spec.hidden_sizes,
                 "activation": spec.activation, "action_scale": spec.action_scale, "horizon": horizon,
                 "seed": seed, "timesteps": timesteps, "oracle": oracle, "ppo": PPO_SETTINGS, "envs": PPO_ENVS,
                 "log_std_init": PPO_LOG_STD_INIT}

@@ -9,7 +9,8 @@ from envs.rewards import OBS_INDEX, transition_reward
 
 LOCOMOTION = [name for name, fam in envs.FAMILIES.items() if fam.body is not None]
 ANT_V5_TERMS = {"ctrl_cost_weight": 0.5, "contact_cost_weight": 5e-4, "healthy_reward": 1.0}
-CASES = [(name, {}) for name in LOCOMOTION] + [("AntCrippledLeg", ANT_V5_TERMS)]
+CASES = [(name, {}) for name in LOCOMOTION] + [("AntCrippledLeg", ANT_V5_TERMS),
+                                                ("AntGoal", {**ANT_V5_TERMS, "terminate_when_unhealthy": True})]
 
 
 def _rollout(family, n=8, steps=60, **options):
@@ -88,5 +89,5 @@ def test_bad_calls_name_the_problem():
 def test_bad_reward_weights_are_refused_before_anything_runs(options, match):
     with pytest.raises(ValueError, match=match):
         envs.make("AntCrippledLeg", 2, seed=0, **options)
-    with pytest.raises(ValueError, match="unknown option"):  # only the GrBAL family takes them
+    with pytest.raises(ValueError, match="unknown option"):  # AntDir keeps Ant-v5's terms
         envs.make("AntDir", 2, seed=0, ctrl_cost_weight=0.0)
