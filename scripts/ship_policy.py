@@ -42,6 +42,13 @@ PAPER = {
                "random": [3.1, 9.2, 16.0, 26.1], "oracle": 524.8},
 }
 
+# Families the MAML paper's figure 5 lacks: where their published results are, and why not in numbers.
+PROMP_CURVES = ("ProMP (Rothfuss et al. 2019) publishes this family as learning curves only, with no table of "
+                "returns to set ours beside; its models are rllab's / mujoco-py's, not gymnasium v5's, and its "
+                "meta-batch is 40 tasks x 20 episodes")
+LITERATURE = {"AntGoal": PROMP_CURVES + " (two inner steps)", "HopperRandParams": PROMP_CURVES,
+              "Walker2DRandParams": PROMP_CURVES}
+
 
 def seed_interval(values: list[float], level: float = 0.95) -> list[float]:
     """Student-t interval of the mean of ``values`` (one per seed)."""
@@ -184,6 +191,7 @@ def main(argv=None) -> int:
         "seeds": [by_seed[s]["summary"] for s in sorted(by_seed)],
         "across_seeds": across_seeds([by_seed[s] for s in sorted(by_seed)]) if len(by_seed) > 1 else None,
         "paper_figure_5": PAPER.get(family),
+        "literature": LITERATURE.get(family, "the MAML paper's figure 5 (paper_figure_5)" if family in PAPER else None),
     }
     (args.dest / f"{family}.json").write_text(json.dumps(card, indent=1))
     print(f"shipped {family} seed {args.ship} ({why}): {args.dest / (family + '.pt')}, .json, .png, "
