@@ -6,7 +6,8 @@ Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in 
     the shipped meta-policies' evaluation against the MAML paper, from the model cards
     ``policies/pretrained/<family>.json`` (the shipped seed and the mean over seeds);
 ``families``
-    every locomotion family: shipped or not, and its result after one step, from the same cards.
+    every locomotion family: shipped or not, and its result after one step, from the same cards (or,
+    for a family tried and not shipped, ``benchmarks/results/attempt-<family>/<family>.json``).
 ``sinusoid``
     ``metarl sinusoid``'s errors, from ``benchmarks/results/sinusoid/sinusoid.json``;
 ``learning-fast``
@@ -51,6 +52,17 @@ def cards(root: Path = ROOT) -> dict[str, dict]:
     out = {}
     for family in LOCOMOTION:
         path = root / "policies" / "pretrained" / f"{family}.json"
+        if path.is_file():
+            out[family] = json.loads(path.read_text())
+    return out
+
+
+def attempts(root: Path = ROOT) -> dict[str, dict]:
+    """Cards of families trained and evaluated but not shipped because they missed the target without
+    adapting usefully: ``benchmarks/results/attempt-<family>/<family>.json`` (``ship_policy.py --dest``)."""
+    out = {}
+    for family in LOCOMOTION:
+        path = root / "benchmarks" / "results" / f"attempt-{family}" / f"{family}.json"
         if path.is_file():
             out[family] = json.loads(path.read_text())
     return out
@@ -116,12 +128,14 @@ def families_table(root: Path = ROOT) -> str:
     baseline after one step, the oracle, the share of its gap closed after one step and issue 12's target."""
     rows = ["| family | shipped | seeds | MAML 0 | MAML 1 | pretrained 1 | oracle | oracle gap closed after 1 step | "
             "target |", "|---|---|---|---|---|---|---|---|---|"]
-    found = cards(root)
+    found, tried = cards(root), attempts(root)
     for family in LOCOMOTION:
-        card = found.get(family)
+        card = found.get(family) or tried.get(family)
         if card is None:
             rows.append(f"| {family} | not yet | | | | | | | |")
             continue
+        shipped = (f"seed {card['seed']}" if family in found
+                   else f"not shipped (seed {card['seed']}: benchmarks/results/attempt-{family})")
         m = card["evaluation"]["methods"]
         gap = card["evaluation"].get("gap_closed_after_1_step")
         across = (card.get("across_seeds") or {}).get("gap_closed_after_1_step")
@@ -131,7 +145,7 @@ def families_table(root: Path = ROOT) -> str:
             gap_text = "" if gap is None else f"{gap:.2f}" + (f" (seeds: {across['mean']:.2f})" if across else "")
         oracle = f"{m['oracle']['mean'][0]:.1f}" if "oracle" in m else "(dynamics: none)"
         seeds = ", ".join(str(s["seed"]) for s in card.get("seeds", [{"seed": card["seed"]}]))
-        rows.append(f"| {family} | seed {card['seed']} | {seeds} | {m['maml']['mean'][0]:.1f} | "
+        rows.append(f"| {family} | {shipped} | {seeds} | {m['maml']['mean'][0]:.1f} | "
                     f"**{m['maml']['mean'][1]:.1f}** | {m['pretrained']['mean'][1]:.1f} | {oracle} | {gap_text} | "
                     f"{target_status(card)} |")
     return "\n".join(rows)

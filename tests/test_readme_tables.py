@@ -18,8 +18,9 @@ def test_readme_tables_match_the_files_behind_them():
 
 def test_a_changed_card_is_caught(tmp_path):
     model_based = [str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks" / "results").glob("model-based-*")]
+    attempts = [str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks" / "results").glob("attempt-*")]
     for rel in ("policies/pretrained", "benchmarks/results/learning-hcv-fast", "benchmarks/results/learners-hcv-fast",
-                "benchmarks/results/sinusoid", *model_based):
+                "benchmarks/results/sinusoid", *model_based, *attempts):
         shutil.copytree(ROOT / rel, tmp_path / rel, ignore=shutil.ignore_patterns("*.pt", "*.png"))
     card_path = tmp_path / "policies" / "pretrained" / "HalfCheetahVel.json"
     card = json.loads(card_path.read_text())
@@ -27,6 +28,20 @@ def test_a_changed_card_is_caught(tmp_path):
     card_path.write_text(json.dumps(card))
     _, changed = readme_tables.render((ROOT / "README.md").read_text(), root=tmp_path)
     assert changed == ["shipped", "families"]
+
+
+def test_a_family_tried_and_not_shipped_shows_its_attempt(tmp_path):
+    shutil.copytree(ROOT / "policies" / "pretrained", tmp_path / "policies" / "pretrained",
+                    ignore=shutil.ignore_patterns("*.pt", "*.png", "training", "HalfCheetahVel*"))
+    attempt = tmp_path / "benchmarks" / "results" / "attempt-HalfCheetahVel"
+    attempt.mkdir(parents=True)
+    card = (ROOT / "policies" / "pretrained" / "HalfCheetahVel.json").read_text()
+    (attempt / "HalfCheetahVel.json").write_text(card)
+    rows = {r.split(" | ")[0].strip("| "): r for r in readme_tables.families_table(tmp_path).splitlines()[2:]}
+    seed = json.loads(card)["seed"]
+    assert f"not shipped (seed {seed}: benchmarks/results/attempt-HalfCheetahVel)" in rows["HalfCheetahVel"]
+    assert rows["HalfCheetahVel"].endswith("| met |")
+    assert "| seed 1 |" in rows["AntDir"] and "not yet" in rows["AntGoal"]
 
 
 def test_every_locomotion_family_has_a_row():
