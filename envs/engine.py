@@ -302,9 +302,10 @@ class MujocoVectorEnv(TaskVectorEnv):
         self.metadata["render_fps"] = int(np.round(1.0 / self.dt))
         self._terminate_unhealthy = self.options.get("terminate_when_unhealthy", False)
         self._costs = physics.costs(self.body, self.options)
+        self._positions = not self.options.get("exclude_current_positions_from_observation", True)
         obs_dim = physics.observation(
             self.body, self.model.qpos0[None], np.zeros((1, self.model.nv)),
-            np.zeros((1, self.model.nbody, 6)),
+            np.zeros((1, self.model.nbody, 6)), self._positions,
         ).shape[1]
         low, high = self.model.actuator_ctrlrange.T
         self._make_spaces(obs_dim, low, high)
@@ -325,7 +326,7 @@ class MujocoVectorEnv(TaskVectorEnv):
 
     def _observe(self, ids=slice(None)) -> np.ndarray:
         cfrc = None if self._cfrc is None else self._cfrc[ids]
-        return physics.observation(self.body, self._qpos[ids], self._qvel[ids], cfrc)
+        return physics.observation(self.body, self._qpos[ids], self._qvel[ids], cfrc, self._positions)
 
     def _reset_sims(self, ids: np.ndarray, rngs: list) -> np.ndarray:
         nq, nv, scale = self.model.nq, self.model.nv, self._spec.reset_noise

@@ -91,13 +91,17 @@ FAMILIES: dict[str, Family] = {
             "AntGoal", "ant", 200,
             "ProMP, PEARL, varibad (disk of radius 3, r = 3 sqrt(u)); their reward terms, no termination",
             "-L1(xy, goal) - 0.1 ||a||^2 - 5e-4 ||clip(cfrc_ext, -1, 1)||^2; options ctrl_cost_weight, "
-            "contact_cost_weight, healthy_reward, terminate_when_unhealthy (0.5, 5e-4, 1.0, true give Ant-v5's)",
+            "contact_cost_weight, healthy_reward, terminate_when_unhealthy (0.5, 5e-4, 1.0, true give Ant-v5's); "
+            "the observation starts with the torso's x, y (107; exclude_current_positions_from_observation=True "
+            "gives Ant-v5's 105)",
             "goal uniform over the disk of radius 3",
             # The per-step reward is negative while the torso is more than about 1 from the goal: with
             # Ant-v5's termination, falling over would end the penalty, so ProMP's and PEARL's AntGoal
             # never terminate and pay nothing for being alive.
+            # Their observation holds the whole qpos, the torso's x and y included: where the robot is
+            # matters for a goal, and gymnasium's Ant drops it.
             {"terminate_when_unhealthy": False, "ctrl_cost_weight": 0.1, "contact_cost_weight": 5e-4,
-             "healthy_reward": 0.0},
+             "healthy_reward": 0.0, "exclude_current_positions_from_observation": False},
         ),
         Family(
             "HopperRandParams", "hopper", 200,
@@ -173,8 +177,9 @@ def check_options(family: Family, options: dict) -> dict:
             f"{family.name}: max_velocity must be 2.0 (MAML paper) or 3.0 (ProMP/PEARL), "
             f"got {resolved['max_velocity']!r}"
         )
-    if "terminate_when_unhealthy" in resolved and not isinstance(resolved["terminate_when_unhealthy"], bool):
-        raise ValueError(f"{family.name}: terminate_when_unhealthy must be a bool")
+    for flag in ("terminate_when_unhealthy", "exclude_current_positions_from_observation"):
+        if flag in resolved and not isinstance(resolved[flag], bool):
+            raise ValueError(f"{family.name}: {flag} must be a bool")
     if "gear_scale" in resolved:
         scale = resolved["gear_scale"]
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0.0 <= scale <= 1.0:

@@ -37,7 +37,8 @@ def costs(body: str, options: dict | None = None) -> tuple[float, float, float]:
     return tuple(float(options.get(name, base)) for name, base in zip(COST_OPTIONS, COSTS[body], strict=True))
 
 
-def observation(body: str, qpos: np.ndarray, qvel: np.ndarray, cfrc_ext: np.ndarray | None) -> np.ndarray:
+def observation(body: str, qpos: np.ndarray, qvel: np.ndarray, cfrc_ext: np.ndarray | None,
+                positions: bool = False) -> np.ndarray:
     """Observation of gymnasium's v5 class for ``body``.
 
     Args:
@@ -45,15 +46,17 @@ def observation(body: str, qpos: np.ndarray, qvel: np.ndarray, cfrc_ext: np.ndar
         qpos: ``[N, nq]`` joint positions.
         qvel: ``[N, nv]`` joint velocities.
         cfrc_ext: ``[N, nbody, 6]`` external contact forces (Ant only).
+        positions: Ant only: keep the torso's x and y (gymnasium's
+            ``exclude_current_positions_from_observation=False``).
 
     Returns:
-        ``[N, obs_dim]`` float64: HalfCheetah 17, Ant 105, Hopper 11, Walker2d 17.
+        ``[N, obs_dim]`` float64: HalfCheetah 17, Ant 105 (107 with ``positions``), Hopper 11, Walker2d 17.
     """
     if body == "half_cheetah":
         return np.concatenate([qpos[:, 1:], qvel], axis=1)
     if body == "ant":
         contact = np.clip(cfrc_ext[:, 1:], *ANT_CONTACT_RANGE).reshape(len(qpos), -1)
-        return np.concatenate([qpos[:, 2:], qvel, contact], axis=1)
+        return np.concatenate([qpos[:, 0 if positions else 2:], qvel, contact], axis=1)
     return np.concatenate([qpos[:, 1:], np.clip(qvel, -10.0, 10.0)], axis=1)
 
 

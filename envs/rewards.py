@@ -32,9 +32,16 @@ OBS_INDEX = {
 }
 
 
-def transition_healthy(body: str, next_obs):
-    """``[...]`` bool: the robot is healthy after the step, judged from the observation."""
-    idx = OBS_INDEX[body]
+def obs_index(body: str, options: dict | None = None) -> dict:
+    """:data:`OBS_INDEX` of ``body``, shifted by two when the family ``options`` put the torso's x, y first."""
+    shift = 2 if body == "ant" and not (options or {}).get("exclude_current_positions_from_observation", True) else 0
+    return {k: v + shift for k, v in OBS_INDEX[body].items()}
+
+
+def transition_healthy(body: str, next_obs, options: dict | None = None):
+    """``[...]`` bool: the robot is healthy after the step, judged from the observation (laid out as the
+    family ``options`` give it)."""
+    idx = obs_index(body, options)
     finite = (next_obs - next_obs == 0).all(-1)  # False for NaN and infinities, in numpy and torch
     if body == "half_cheetah":
         return finite
@@ -62,8 +69,9 @@ def transition_reward(family: str, task: dict, obs, action, next_obs, xy_after=N
         action: ``[..., act_dim]`` actions as the environment receives them.
         next_obs: ``[..., obs_dim]`` observations after the step.
         xy_after: ``[..., 2]`` torso position after the step, for AntGoal only.
-        **options: the family's options (those that change the reward: ``ctrl_cost_weight``,
-            ``contact_cost_weight``, ``healthy_reward``).
+        **options: the family's options (those that change the reward, ``ctrl_cost_weight``,
+            ``contact_cost_weight``, ``healthy_reward``, or the observation's layout,
+            ``exclude_current_positions_from_observation``).
 
     Returns:
         ``[...]`` rewards.
@@ -71,7 +79,8 @@ def transition_reward(family: str, task: dict, obs, action, next_obs, xy_after=N
     fam = get_family(family)
     if fam.body is None:
         raise ValueError(f"{fam.name}: transition_reward is defined for the locomotion families")
-    idx = OBS_INDEX[fam.body]
+    options = check_options(fam, options)
+    idx = obs_index(fam.body, options)
     vx = 0.5 * (obs[..., idx["vx"]] + next_obs[..., idx["vx"]])
     if fam.name.endswith("Vel"):
         forward = -abs(vx - task["velocity"])
@@ -83,12 +92,12 @@ def transition_reward(family: str, task: dict, obs, action, next_obs, xy_after=N
         forward = -abs(xy_after - task["goal"]).sum(-1)
     else:
         forward = vx
-    ctrl_w, contact_w, survive_w = costs(fam.body, check_options(fam, options))
+    ctrl_w, contact_w, survive_w = costs(fam.body, options)
     reward = forward - ctrl_w * (action * action).sum(-1)
     if contact_w:
         # the engine clips the contact forces; a predicted observation may not be
         contact = next_obs[..., idx["contact"]:].clip(*ANT_CONTACT_RANGE)
         reward = reward - contact_w * (contact * contact).sum(-1)
     if survive_w:
-        reward = reward + survive_w * transition_healthy(fam.body, next_obs)
+        reward = reward + survive_w * transition_healthy(fam.body, next_obs, options)
     return reward

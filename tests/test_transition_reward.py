@@ -5,12 +5,13 @@ import pytest
 import torch
 
 import envs
-from envs.rewards import OBS_INDEX, transition_reward
+from envs.rewards import obs_index, transition_reward
 
 LOCOMOTION = [name for name, fam in envs.FAMILIES.items() if fam.body is not None]
 ANT_V5_TERMS = {"ctrl_cost_weight": 0.5, "contact_cost_weight": 5e-4, "healthy_reward": 1.0}
 CASES = [(name, {}) for name in LOCOMOTION] + [("AntCrippledLeg", ANT_V5_TERMS),
-                                                ("AntGoal", {**ANT_V5_TERMS, "terminate_when_unhealthy": True})]
+                                                ("AntGoal", {**ANT_V5_TERMS, "terminate_when_unhealthy": True,
+                                                            "exclude_current_positions_from_observation": True})]
 
 
 def _rollout(family, n=8, steps=60, **options):
@@ -32,7 +33,8 @@ def _rollout(family, n=8, steps=60, **options):
 @pytest.mark.parametrize("family, options", CASES, ids=[f + ("-options" if o else "") for f, o in CASES])
 def test_every_term_but_the_velocity_is_the_engines_and_the_velocity_is_close(family, options):
     tasks, steps = _rollout(family, **options)
-    vx_at = OBS_INDEX[envs.get_family(family).body]["vx"]
+    fam = envs.get_family(family)
+    vx_at = obs_index(fam.body, envs.families.check_options(fam, options))["vx"]
     errors = []
     for obs, a, nobs, r, vx, xy, active in steps:
         # with the engine's own velocity in both observations the reward must be the engine's exactly
@@ -91,3 +93,15 @@ def test_bad_reward_weights_are_refused_before_anything_runs(options, match):
         envs.make("AntCrippledLeg", 2, seed=0, **options)
     with pytest.raises(ValueError, match="unknown option"):  # AntDir keeps Ant-v5's terms
         envs.make("AntDir", 2, seed=0, ctrl_cost_weight=0.0)
+
+
+def test_antgoal_observation_flag_is_checked_and_lays_out_the_observation():
+    with pytest.raises(ValueError, match="exclude_current_positions_from_observation must be a bool"):
+        envs.make("AntGoal", 2, seed=0, exclude_current_positions_from_observation=1)
+    with pytest.raises(ValueError, match="unknown option"):
+        envs.make("AntDir", 2, seed=0, exclude_current_positions_from_observation=False)
+    vec = envs.make("AntGoal", 2, seed=0, horizon=5)
+    obs, _ = vec.reset()
+    assert obs.shape == (2, 107)
+    np.testing.assert_array_equal(obs[:, :2], vec._qpos[:, :2])  # the torso's x, y lead
+    assert envs.make("AntGoal", 2, seed=0, exclude_current_positions_from_observation=True).reset()[0].shape == (2, 105)
