@@ -302,7 +302,7 @@ class MujocoVectorEnv(TaskVectorEnv):
         self.metadata["render_fps"] = int(np.round(1.0 / self.dt))
         self._terminate_unhealthy = self.options.get("terminate_when_unhealthy", False)
         self._costs = physics.costs(self.body, self.options)
-        self._positions = not self.options.get("exclude_current_positions_from_observation", True)
+        self._positions = physics.observes_positions(self.options)
         obs_dim = physics.observation(
             self.body, self.model.qpos0[None], np.zeros((1, self.model.nv)),
             np.zeros((1, self.model.nbody, 6)), self._positions,

@@ -28,6 +28,13 @@ COSTS = {
 }
 # Family options that override COSTS, named as gymnasium v5's keyword arguments.
 COST_OPTIONS = ("ctrl_cost_weight", "contact_cost_weight", "healthy_reward")
+# Every family option that is also a gymnasium v5 keyword argument (the single envs pass them on).
+GYM_OPTIONS = ("terminate_when_unhealthy", "exclude_current_positions_from_observation", *COST_OPTIONS)
+
+
+def observes_positions(options: dict | None) -> bool:
+    """Whether the family ``options`` put the torso's x, y in an Ant observation (gymnasium's default: no)."""
+    return not (options or {}).get("exclude_current_positions_from_observation", True)
 
 
 def costs(body: str, options: dict | None = None) -> tuple[float, float, float]:

@@ -20,7 +20,7 @@ AntGoal's distance needs the torso position, which the observation omits as gymn
 from __future__ import annotations
 
 from envs.families import check_options, get_family
-from envs.physics import ANT_CONTACT_RANGE, HEALTH, costs
+from envs.physics import ANT_CONTACT_RANGE, HEALTH, costs, observes_positions
 
 # Index of x velocity and torso height in each robot's observation, the pitch angle (planar robots),
 # and where Ant's clipped contact forces start.
@@ -34,7 +34,7 @@ OBS_INDEX = {
 
 def obs_index(body: str, options: dict | None = None) -> dict:
     """:data:`OBS_INDEX` of ``body``, shifted by two when the family ``options`` put the torso's x, y first."""
-    shift = 2 if body == "ant" and not (options or {}).get("exclude_current_positions_from_observation", True) else 0
+    shift = 2 if body == "ant" and observes_positions(options) else 0
     return {k: v + shift for k, v in OBS_INDEX[body].items()}
 
 

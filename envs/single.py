@@ -60,10 +60,7 @@ class _TaskEnvMixin:
         self.task = self._fixed_task
         self._t = None
         gym_kwargs = {"render_mode": render_mode, "width": width, "height": height}
-        if "terminate_when_unhealthy" in self.options:
-            gym_kwargs["terminate_when_unhealthy"] = self.options["terminate_when_unhealthy"]
-        gym_kwargs.update({k: v for k, v in self.options.items()
-                           if k in physics.COST_OPTIONS or k == "exclude_current_positions_from_observation"})
+        gym_kwargs.update({k: v for k, v in self.options.items() if k in physics.GYM_OPTIONS})
         super().__init__(**gym_kwargs)
         self._base_model = load_model(self._body)
 

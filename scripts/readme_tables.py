@@ -47,22 +47,14 @@ LEARNING_GROUPS = {"exact products (32b523e)": "commit 32b523e, exact KL Hessian
                    "every 5th step (46892cb)": "this version (products on every fifth step, faster sampler)"}
 
 
-def cards(root: Path = ROOT) -> dict[str, dict]:
-    """The model cards ``policies/pretrained/<family>.json`` of the shipped families, in LOCOMOTION order."""
+def cards(root: Path = ROOT, attempts: bool = False) -> dict[str, dict]:
+    """The model cards ``policies/pretrained/<family>.json`` of the shipped families, in LOCOMOTION order;
+    with ``attempts``, those of families trained and evaluated but not shipped,
+    ``benchmarks/results/attempt-<family>/<family>.json`` (``ship_policy.py --dest``)."""
     out = {}
     for family in LOCOMOTION:
-        path = root / "policies" / "pretrained" / f"{family}.json"
-        if path.is_file():
-            out[family] = json.loads(path.read_text())
-    return out
-
-
-def attempts(root: Path = ROOT) -> dict[str, dict]:
-    """Cards of families trained and evaluated but not shipped because they missed the target without
-    adapting usefully: ``benchmarks/results/attempt-<family>/<family>.json`` (``ship_policy.py --dest``)."""
-    out = {}
-    for family in LOCOMOTION:
-        path = root / "benchmarks" / "results" / f"attempt-{family}" / f"{family}.json"
+        folder = root / "benchmarks" / "results" / f"attempt-{family}" if attempts else root / "policies" / "pretrained"
+        path = folder / f"{family}.json"
         if path.is_file():
             out[family] = json.loads(path.read_text())
     return out
@@ -128,7 +120,7 @@ def families_table(root: Path = ROOT) -> str:
     baseline after one step, the oracle, the share of its gap closed after one step and issue 12's target."""
     rows = ["| family | shipped | seeds | MAML 0 | MAML 1 | pretrained 1 | oracle | oracle gap closed after 1 step | "
             "target |", "|---|---|---|---|---|---|---|---|---|"]
-    found, tried = cards(root), attempts(root)
+    found, tried = cards(root), cards(root, attempts=True)
     for family in LOCOMOTION:
         card = found.get(family) or tried.get(family)
         if card is None:
