@@ -401,7 +401,8 @@ class MujocoVectorEnv(TaskVectorEnv):
         return obs, reward, terminated, info
 
     def render_frame(self, index: int = 0, width: int = 320, height: int = 240) -> np.ndarray:
-        """RGB frame ``[height, width, 3]`` uint8 of sub-environment ``index``'s current state."""
+        """RGB frame ``[height, width, 3]`` uint8 of sub-environment ``index``'s current state; a goal task's
+        goal is drawn as a green post."""
         from envs.rendering import FrameRenderer
 
         if not 0 <= index < self.num_envs:
@@ -411,7 +412,8 @@ class MujocoVectorEnv(TaskVectorEnv):
         self._mujoco.mj_forward(model, data)
         if self._renderer is None or self._renderer.size != (width, height):
             self._renderer = FrameRenderer(self.model, self.body, width, height)
-        return self._renderer.render(data, self.broken_geoms(index))
+        goal = self._task_arrays["goal"][index] if self.tasks and "goal" in self._task_arrays else None
+        return self._renderer.render(data, self.broken_geoms(index), goal)
 
     def broken_geoms(self, index: int) -> np.ndarray:
         """Geom ids of the bodies that sub-environment ``index``'s broken actuators move (none for other

@@ -25,6 +25,12 @@ CAMERAS = {
 }
 
 
+# (radius, half height) in metres and colour of the post that marks a goal: tall enough to show over the
+# Ant (torso about 0.55 above the floor) from the tracking camera
+GOAL_POST = (0.08, 0.6)
+GOAL_RGBA = (0.1, 0.8, 0.2, 1.0)
+
+
 class FrameRenderer:
     """Renders RGB frames of one robot's model from a camera tracking its torso.
 
@@ -49,18 +55,34 @@ class FrameRenderer:
         self._camera.distance, self._camera.elevation, _ = CAMERAS[body]
         self._camera.azimuth = 90.0
 
-    def render(self, data, highlight_geoms=()):
-        """``[height, width, 3]`` uint8 frame of ``data`` (forward quantities must be current); the geoms
-        whose ids are in ``highlight_geoms`` are drawn red (a broken joint or leg)."""
+    def render(self, data, highlight_geoms=(), goal=None):
+        """``[height, width, 3]`` uint8 frame of ``data`` (forward quantities must be current).
+
+        Args:
+            data: the simulation's ``MjData``.
+            highlight_geoms: geom ids drawn red (a broken joint or leg).
+            goal: ``[2]`` x, y of a goal on the floor, drawn as a green post (not part of the model, so
+                the physics never sees it), or None.
+        """
         import mujoco
+        import numpy as np
 
         self._renderer.update_scene(data, camera=self._camera)
+        scene = self._renderer.scene
         if len(highlight_geoms):
-            scene, marked = self._renderer.scene, set(int(g) for g in highlight_geoms)
+            marked = set(int(g) for g in highlight_geoms)
             for i in range(scene.ngeom):
                 geom = scene.geoms[i]
                 if geom.objtype == mujoco.mjtObj.mjOBJ_GEOM and geom.objid in marked:
                     geom.rgba[:] = (0.85, 0.1, 0.1, 1.0)
+        if goal is not None and scene.ngeom < scene.maxgeom:
+            radius, half_height = GOAL_POST
+            # a cylinder's size reads as a model geom's: (radius, half-height, unused)
+            mujoco.mjv_initGeom(scene.geoms[scene.ngeom], mujoco.mjtGeom.mjGEOM_CYLINDER,
+                                np.array([radius, half_height, 0.0]),
+                                np.array([float(goal[0]), float(goal[1]), half_height]), np.eye(3).ravel(),
+                                np.array(GOAL_RGBA, dtype=np.float32))
+            scene.ngeom += 1
         return self._renderer.render().copy()
 
     def close(self) -> None:

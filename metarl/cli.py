@@ -445,10 +445,10 @@ def _add_render(subparsers) -> None:
         "render", help="video of a meta-policy adapting to one task",
         description="Adapt a meta-policy to one task (EPISODES sampled episodes per inner step, as in "
         "evaluation), then roll out one deterministic episode (the policy mean) after each of STEPS inner "
-        "steps and write it as a video with a caption (family, task, step, running return). MuJoCo "
-        "families only. For a model-based run (grbal, mb-mpc) it films one episode of its controller, "
-        "which adapts online; --switch-at K --switch-task KEY=VALUE changes the task mid-episode, e.g. from "
-        "the intact robot (--task leg=-1) to a crippled leg (broken joints drawn red).",
+        "steps and write it as a video with a caption (family, task, step, running return); a goal is "
+        "drawn as a green post. MuJoCo families only. For a model-based run (grbal, mb-mpc) it films one "
+        "episode of its controller, which adapts online; --switch-at K --switch-task KEY=VALUE changes the "
+        "task mid-episode, e.g. from the intact robot (--task leg=-1) to a crippled leg (broken joints drawn red).",
     )
     p.add_argument("policy", metavar="RUN_DIR|POLICY.pt", help="a run directory or a policy.pt file")
     p.add_argument("--task", action="append", metavar="KEY=VALUE",

@@ -7,8 +7,9 @@
 The policy is adapted with the same inner loop as :func:`metarl.evaluation.adaptation_returns`
 (``episodes`` sampled episodes per step); for each requested step k, one episode is then rolled out
 with the mean action of the policy after k steps and rendered, with a caption giving the family, the
-task, the step k, the control step t and the running return. ``layout="sequence"`` plays the episodes
-one after another, ``"side"`` plays them at the same time side by side.
+task, the step k, the control step t and the running return; AntGoal's goal stands on the floor as a
+green post. ``layout="sequence"`` plays the episodes one after another, ``"side"`` plays them at the
+same time side by side.
 """
 
 from __future__ import annotations

@@ -43,3 +43,32 @@ def test_single_env_rgb_array():
     frame = env.render()
     assert frame.shape == (60, 80, 3)
     _not_blank(frame)
+
+
+def _green_pixels(frame):
+    f = frame.astype(int)
+    return int(((f[..., 1] - f[..., 0] > 40) & (f[..., 1] - f[..., 2] > 40)).sum())
+
+
+def test_a_goal_is_drawn_where_it_is_and_nothing_else_changes():
+    import mujoco
+
+    from envs.rendering import FrameRenderer
+
+    vec = envs.make("AntGoal", 2, tasks=[{"goal": [1.5, 0.0]}, {"goal": [-1.5, 0.0]}], seed=0)
+    vec.reset(seed=0)
+    renderer = FrameRenderer(vec.model, "ant", 160, 120)
+    for index, goal in enumerate([(1.5, 0.0), (-1.5, 0.0)]):
+        data = vec.batch.get_data(index)
+        mujoco.mj_forward(vec.model, data)
+        bare, marked = renderer.render(data), renderer.render(data, goal=goal)
+        np.testing.assert_array_equal(vec.render_frame(index, 160, 120), marked)  # the engine draws its task's goal
+        assert _green_pixels(bare) == 0 and _green_pixels(marked) > 20  # the floor's light tiles do not count
+        changed = np.abs(marked.astype(int) - bare.astype(int)).sum(axis=2) > 30
+        assert changed.sum() < 0.05 * changed.size  # a thin post, not a changed scene
+        cols = np.flatnonzero(changed.any(axis=0))
+        # from this camera +x is to the right of the tracked torso (the image centre)
+        assert (cols.min() > 80) if goal[0] > 0 else (cols.max() < 80)
+    other = envs.make("AntVel", 1, tasks=[{"velocity": 1.0}], seed=0)
+    other.reset(seed=0)
+    assert _green_pixels(other.render_frame(0, 160, 120)) == 0  # no goal, no post
