@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes.util
 import os
 
+import numpy as np
+
 
 def choose_gl_backend() -> str:
     """Set ``MUJOCO_GL`` to ``egl`` when libEGL is present, else ``osmesa``, unless the user set it.
@@ -65,7 +67,6 @@ class FrameRenderer:
                 the physics never sees it), or None.
         """
         import mujoco
-        import numpy as np
 
         self._renderer.update_scene(data, camera=self._camera)
         scene = self._renderer.scene
