@@ -216,7 +216,8 @@ def model_based_table(root: Path = ROOT, pattern: str = "eval-s*") -> str:
             if not all(name in e["methods"] for e in evals):
                 continue
             ms = [e["methods"][name] for e in evals]
-            steps = sorted({m["training_env_steps"] for m in ms})
+            steps = [m["training_env_steps"] for m in ms]  # in seed order, as the returns
+            steps = steps[:1] if len(set(steps)) == 1 else steps
             cells = [f"{m['mean']:.1f} [{m['ci95'][0]:.1f}, {m['ci95'][1]:.1f}]" for m in ms]
             if name == "maml" and len({e.get("maml_run") for e in evals}) == 1:  # one policy against every seed
                 cells, ms = [f"one policy: {cells[0]}"], ms[:1]

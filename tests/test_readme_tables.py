@@ -80,3 +80,13 @@ def test_model_based_target_counts_seeds_and_env_steps():
                                                        "(a)'s env steps 0.33% of (d)'s")
     no_maml = [{"methods": {k: v for k, v in e["methods"].items() if k != "maml"}} for e in evals]
     assert "env steps" not in readme_tables.model_based_target(no_maml)
+
+
+def test_model_based_env_steps_follow_the_seeds(tmp_path):
+    for seed, (steps, ret) in {1: (900, 5.0), 2: (100, 7.0)}.items():
+        path = tmp_path / "benchmarks" / "results" / "model-based-X" / f"eval-s{seed}" / "model_eval.json"
+        path.parent.mkdir(parents=True)
+        grbal = {"mean": ret, "ci95": [ret - 1, ret + 1], "training_env_steps": steps}
+        path.write_text(json.dumps({"family": "X", "methods": {"grbal": grbal}}))
+    row = readme_tables.model_based_table(tmp_path).splitlines()[2]
+    assert "| 900 / 100 | 5.0 [4.0, 6.0]; 7.0 [6.0, 8.0] |" in row  # each seed's steps beside its return
