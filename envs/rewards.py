@@ -13,8 +13,9 @@ velocity is an approximation: the engine differentiates the position over the co
 the torso's, one physics substep behind), the observations hold the velocities at its two ends, and
 their mean stands for it (the end velocity alone was off by 1.7 times more on HalfCheetah, 2.5 on
 Ant and 16 on Hopper, measured on random actions; tests bound the error).
-AntGoal's distance needs the torso position, which the observation omits as gymnasium's does: pass
-``xy_after`` (a planner integrates it from the measured position and the predicted velocities).
+AntGoal's distance takes the torso position after the step as ``xy_after`` (a planner integrates it
+from the measured position and the predicted velocities), whether or not the observation holds x, y
+(AntGoal's does by default; ``exclude_current_positions_from_observation=True`` drops them).
 """
 
 from __future__ import annotations
