@@ -79,7 +79,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def mujoco_families() -> list[str]:
     """The families this benchmark can run: those with MuJoCo physics."""
-    return [name for name, fam in envs.FAMILIES.items() if fam.body is not None]
+    return [name for name, fam in envs.FAMILIES.items() if fam.mujoco]
 
 
 def check_config(families=DEFAULT_FAMILIES, tasks=40, episodes=20, horizon=100, repeats=3,
@@ -101,7 +101,7 @@ def check_config(families=DEFAULT_FAMILIES, tasks=40, episodes=20, horizon=100, 
     names: list[str] = []
     for name in families:
         fam = envs.get_family(name)  # ValueError listing the valid families
-        if fam.body is None:
+        if not fam.mujoco:
             raise ValueError(
                 f"{fam.name} has no MuJoCo physics to benchmark; choose among {', '.join(mujoco_families())}"
             )

@@ -2,7 +2,7 @@
 stepping the same simulations with random actions (the reference, in the same run).
 
 For each setting of the knobs that trade speed against return (candidates, planning horizon, model
-size, torch threads) it times :func:`metarl.grbal.run_controller` on ``sims`` simulations of
+size, torch threads) it times :func:`metarl.learners.model_based.grbal.run_controller` on ``sims`` simulations of
 ``family`` for ``steps`` control steps, with the model adapted online on the last 16 transitions at
 every step (GrBAL's controller), and reports env steps per second and its ratio to the reference.
 The model is untrained (its weights do not change the cost). Medians of ``repeats`` timings after a
@@ -20,7 +20,7 @@ import torch
 
 from benchmarks import timed, write_record
 from metarl.files import git_commit
-from metarl.grbal import run_controller
+from metarl.learners.model_based.grbal import run_controller
 from policies.dynamics import fit_stats, init_dynamics
 
 # GrBAL's model (3 x 512) and two smaller ones at two torch threads; one thread only on two settings

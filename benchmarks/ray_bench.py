@@ -2,10 +2,10 @@
 
 Both samplers draw the same episodes (same seed, same parameters; checked here): ``local`` is
 :class:`metarl.sampling.Sampler` with one batched engine on all cores, ``ray`` is
-:class:`metarl.distributed.RaySampler` with ``workers`` actors of one CPU each on a local Ray
+:class:`metarl.sampling.ray.RaySampler` with ``workers`` actors of one CPU each on a local Ray
 instance (or the cluster at ``address``). For Ray the time is split into the slowest worker's own
 sampling and the rest (sending parameters, gathering and concatenating episodes, scheduling). Then
-one full meta-iteration (:meth:`metarl.trainer.Trainer.step`) with each sampler. Medians of
+one full meta-iteration (:meth:`metarl.learners.gradient.maml.MetaPolicyLearner.step`) with each sampler. Medians of
 ``repeats`` after one warm-up. The record goes to ``out_dir/ray-<YYYYmmdd-HHMMSS>.json``.
 
     metarl bench ray --quick     # seconds
@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import datetime
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from benchmarks import timed, write_record
-from metarl import config
+from metarl import learners
 from metarl.files import git_commit
-from metarl.trainer import Trainer
+from metarl.sampling import SamplerChoice
+from metarl.training import config
 
 QUICK = {"tasks": 4, "episodes": 4, "horizon": 20, "repeats": 1}
 
@@ -48,34 +48,33 @@ def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, workers: int = 
     print(f"metarl bench ray: {family}, {tasks} tasks x {episodes} episodes x horizon {horizon}, {workers} Ray "
           f"workers ({cpus:g} CPUs in the Ray cluster), {repeats} repeat(s)", flush=True)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Trainer(cfg, Path(tmp) / "local")
-            remote = Trainer(cfg, Path(tmp) / "ray", sampler="ray", sampler_options={"num_workers": workers})
-            params = {k: v.detach() for k, v in local.params.items()}
-            task_list = [{"velocity": 2.0 * (i + 0.5) / tasks} for i in range(tasks)]
-            reference = local.sampler.sample(params, task_list)
-            same = all(torch.equal(a, b) for a, b in zip(reference, remote.sampler.sample(params, task_list),
-                                                         strict=True))
-            episode_bytes = sum(x.nbytes for x in reference)
-            local_s, local_runs, _ = timed(lambda: local.sampler.sample(params, task_list), repeats)
-            print(f"  sample, local engine ({torch.get_num_threads()} threads): {local_s:.3f} s", flush=True)
-            worker_s, overhead_s = [], []
+        local = learners.get(cfg.algo).make(cfg)
+        remote = learners.get(cfg.algo).make(cfg, SamplerChoice("ray", num_workers=workers))
+        params = {k: v.detach() for k, v in local.params.items()}
+        task_list = [{"velocity": 2.0 * (i + 0.5) / tasks} for i in range(tasks)]
+        reference = local.sampler.sample(params, task_list)
+        same = all(torch.equal(a, b) for a, b in zip(reference, remote.sampler.sample(params, task_list),
+                                                     strict=True))
+        episode_bytes = sum(x.nbytes for x in reference)
+        local_s, local_runs, _ = timed(lambda: local.sampler.sample(params, task_list), repeats)
+        print(f"  sample, local engine ({torch.get_num_threads()} threads): {local_s:.3f} s", flush=True)
+        worker_s, overhead_s = [], []
 
-            def ray_sample():
-                t0 = time.perf_counter()
-                remote.sampler.sample(params, task_list)
-                total = time.perf_counter() - t0
-                slowest = max(ray.get([w.last_seconds.remote() for w in remote.sampler.workers]))
-                worker_s.append(slowest)
-                overhead_s.append(total - slowest)
+        def ray_sample():
+            t0 = time.perf_counter()
+            remote.sampler.sample(params, task_list)
+            total = time.perf_counter() - t0
+            slowest = max(ray.get([w.last_seconds.remote() for w in remote.sampler.workers]))
+            worker_s.append(slowest)
+            overhead_s.append(total - slowest)
 
-            ray_s, ray_runs, _ = timed(ray_sample, repeats)
-            worker_med, overhead_med = statistics.median(worker_s[1:]), statistics.median(overhead_s[1:])
-            print(f"  sample, Ray x{workers}: {ray_s:.3f} s (slowest worker {worker_med:.3f} s, rest "
-                  f"{overhead_med:.3f} s)", flush=True)
-            it_local = [local.step() for _ in range(repeats + 1)][1:]
-            it_ray = [remote.step() for _ in range(repeats + 1)][1:]
-            remote.sampler.close()
+        ray_s, ray_runs, _ = timed(ray_sample, repeats)
+        worker_med, overhead_med = statistics.median(worker_s[1:]), statistics.median(overhead_s[1:])
+        print(f"  sample, Ray x{workers}: {ray_s:.3f} s (slowest worker {worker_med:.3f} s, rest "
+              f"{overhead_med:.3f} s)", flush=True)
+        it_local = [local.step() for _ in range(repeats + 1)][1:]
+        it_ray = [remote.step() for _ in range(repeats + 1)][1:]
+        remote.sampler.close()
     finally:
         if started_ray:
             ray.shutdown()

@@ -5,10 +5,10 @@ Both outer steps run on the same sampled batch (HalfCheetahVel, ``tasks`` x ``ep
 ``horizon``) from the same parameters:
 
 ``vmapped``
-    :func:`metarl.algos.trpo_step`: adaptation vmapped over tasks, KL Hessian-vector products as
+    :func:`metarl.learners.gradient.outer.trpo_step`: adaptation vmapped over tasks, KL Hessian-vector products as
     ``J^T M J`` (forward- and reverse-mode passes through the adaptation).
 ``loop``
-    :func:`metarl.algos.trpo_step_reference`: adaptation and policy evaluation in a Python loop over
+    :func:`metarl.learners.gradient.outer.trpo_step_reference`: adaptation and policy evaluation in a Python loop over
     tasks, Hessian-vector products by double backward of the KL (pytorch-maml-rl's formulation).
 
 Then the vectorised step's time split into its phases (``gradient``: adapted policies, loss and
@@ -17,7 +17,7 @@ the ``cg_iters`` products; ``line_search``), for each ``fisher_subsample`` in
 :data:`FISHER_VARIANTS` (products on every k-th inner and post-adaptation step), with the cosine
 between each variant's step and the exact one.
 
-The full iteration is :meth:`metarl.trainer.Trainer.step` at the same size (sampling before and
+The full iteration is :meth:`metarl.learners.gradient.maml.MetaPolicyLearner.step` at the same size (sampling before and
 after adaptation, advantages and inner step, outer step). Each measurement is repeated ``repeats``
 times (after one untimed warm-up) and the median reported. Results go to
 ``out_dir/update-<YYYYmmdd-HHMMSS>.json``.
@@ -30,16 +30,16 @@ from __future__ import annotations
 
 import datetime
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from benchmarks import timed, write_record
-from metarl import algos, config
+from metarl import learners
 from metarl.files import git_commit
-from metarl.trainer import Trainer
+from metarl.learners.gradient import outer as algos
+from metarl.training import config
 
 QUICK = {"tasks": 4, "episodes": 4, "horizon": 20, "repeats": 1}
 # fisher_subsample values; the first is the exact product
@@ -85,20 +85,19 @@ def run(tasks: int = 40, episodes: int = 20, horizon: int = 100, repeats: int = 
              "ls_max_steps": cfg.ls_max_steps, "ls_backtrack_ratio": cfg.ls_backtrack_ratio}
     print(f"metarl bench update: {family} MAML-TRPO, {tasks} tasks x {episodes} episodes x horizon {horizon}, "
           f"{repeats} repeat(s), torch threads {torch.get_num_threads()}", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, tmp)
-        batch, _, _ = trainer.collect()
-        params = {k: v.detach() for k, v in trainer.params.items()}
+    trainer = learners.get(cfg.algo).make(cfg)
+    batch, _, _ = trainer.collect()
+    params = {k: v.detach() for k, v in trainer.params.items()}
 
-        vm_median, vm_times, (vm_new, vm_stats) = timed(lambda: algos.trpo_step(params, batch, **hyper), repeats)
-        print(f"  outer step, vmapped:  {vm_median:.3f} s", flush=True)
-        lp_median, lp_times, (lp_new, lp_stats, _) = timed(
-            lambda: algos.trpo_step_reference(params, batch, **hyper), repeats)
-        print(f"  outer step, loop:     {lp_median:.3f} s", flush=True)
-        max_diff = max(float((vm_new[k] - lp_new[k]).abs().max()) for k in params)
+    vm_median, vm_times, (vm_new, vm_stats) = timed(lambda: algos.trpo_step(params, batch, **hyper), repeats)
+    print(f"  outer step, vmapped:  {vm_median:.3f} s", flush=True)
+    lp_median, lp_times, (lp_new, lp_stats, _) = timed(
+        lambda: algos.trpo_step_reference(params, batch, **hyper), repeats)
+    print(f"  outer step, loop:     {lp_median:.3f} s", flush=True)
+    max_diff = max(float((vm_new[k] - lp_new[k]).abs().max()) for k in params)
 
-        profile = _profile_variants(params, batch, hyper, repeats)
-        rows = [trainer.step() for _ in range(repeats + 1)][1:]  # the first iteration warms up
+    profile = _profile_variants(params, batch, hyper, repeats)
+    rows = [trainer.step() for _ in range(repeats + 1)][1:]  # the first iteration warms up
     parts = {key: statistics.median(r[key] for r in rows)
              for key in ("time_sampling", "time_adapt", "time_outer", "time_total")}
     record = {

@@ -23,9 +23,8 @@ def gym_id(family: str) -> str:
 
 
 for _name, _family in FAMILIES.items():
-    _entry = "envs.navigation:Navigation2DEnv" if _family.body is None else f"envs.single:{_name}Env"
     if gym_id(_name) not in gymnasium.registry:
-        gymnasium.register(id=gym_id(_name), entry_point=_entry)
+        gymnasium.register(id=gym_id(_name), entry_point=_family.entry_point)
 
 __all__ = [
     "FAMILIES", "TaskInObservation", "gym_id", "get_family", "make", "sample_tasks", "task_features", "task_split",

@@ -19,8 +19,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs import physics
+from envs.checks import check_actions, check_horizon  # also imported from here by others
 from envs.families import (
-    BROKEN_ACTUATORS,
     FAMILIES,
     RAND_PARAM_BASES,
     check_options,
@@ -30,29 +30,6 @@ from envs.families import (
     validate_task,
 )
 from envs.navigation import ACT_DIM, MAX_SPEED, OBS_DIM, navigation_step
-
-
-def check_horizon(horizon) -> int:
-    """``horizon`` as an int >= 1, or a ValueError."""
-    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
-        raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
-    return int(horizon)
-
-
-def check_actions(actions, shape: tuple[int, ...]) -> np.ndarray:
-    """``actions`` as float64 of ``shape``; a ValueError for a wrong shape or non-finite values."""
-    try:
-        a = np.asarray(actions, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"actions must be numeric with shape {shape}") from None
-    if a.shape != shape:
-        raise ValueError(f"actions must have shape {shape}, got {a.shape}")
-    bad = ~np.isfinite(a)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad)[0]).tolist() if a.ndim > 1 else []
-        where = f" (sub-environments {rows[:10]})" if rows else ""
-        raise ValueError(f"actions contain NaN or infinite values{where}")
-    return a
 
 
 class TaskVectorEnv(VectorEnv):
@@ -78,8 +55,16 @@ class TaskVectorEnv(VectorEnv):
         self._t = None  # per sub-environment steps since its reset; None before the first reset
         self._ended = np.zeros(self.num_envs, dtype=bool)
         self.tasks: list[dict] = []
-        self._task_arrays: dict[str, np.ndarray] = {}
+        self._task_arrays: dict[str, np.ndarray] = {}  # see task_arrays
         self._switch = None  # (step, tasks) of schedule_switch
+
+    @property
+    def task_arrays(self) -> dict[str, np.ndarray]:
+        """The current task of every sub-environment, stacked: ``{key: [num_envs, ...] ndarray}`` (e.g.
+        ``{"velocity": [N]}``, ``{"goal": [N, 2]}``, ``{"joint": [N]}`` int64), as validated by
+        :func:`envs.validate_task` and including any :meth:`switch_tasks` change; ``{}`` before the first
+        :meth:`set_tasks` or reset. A copy: change tasks with :meth:`set_tasks` or :meth:`switch_tasks`."""
+        return {k: v.copy() for k, v in self._task_arrays.items()}
 
     def _make_spaces(self, obs_dim: int, low: np.ndarray, high: np.ndarray) -> None:
         self.single_observation_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float64)
@@ -284,7 +269,7 @@ class MujocoVectorEnv(TaskVectorEnv):
         from envs.models import BODIES, load_model
 
         super().__init__(family, num_envs, horizon, seed, options)
-        if self.family.body is None:
+        if not self.family.mujoco:
             raise ValueError(f"{self.family.name} is not a MuJoCo family")
         self.body = self.family.body
         self._spec = BODIES[self.body]
@@ -314,8 +299,8 @@ class MujocoVectorEnv(TaskVectorEnv):
     def _apply_tasks(self, ids: np.ndarray) -> None:
         if not self.family.dynamics:
             return
-        if self.family.name in BROKEN_ACTUATORS:
-            index = self._task_arrays[BROKEN_ACTUATORS[self.family.name][0]][ids]
+        if self.family.kind == "broken":
+            index = self._task_arrays[self.family.broken_key][ids]
             scale = gear_multipliers(self.family.name, index, self.options["gear_scale"], self.model.nu)
             self.batch.expand("actuator_gear")[ids] = self.model.actuator_gear[None] * scale[:, :, None]
         else:
@@ -393,7 +378,7 @@ class MujocoVectorEnv(TaskVectorEnv):
         pos_after = physics.tracked_position(self.body, self._qpos, self._xpos)
         with np.errstate(over="ignore", invalid="ignore"):  # huge actions: an infinite cost, flagged below
             reward, info = physics.reward(
-                self.family.name, self.body, self._task_arrays, pos_before, pos_after, self.dt,
+                self.family, self.body, self._task_arrays, pos_before, pos_after, self.dt,
                 actions, healthy, self._cfrc, self._costs,
             )
         terminated = ~healthy if self._terminate_unhealthy else np.zeros(self.num_envs, dtype=bool)
@@ -412,16 +397,16 @@ class MujocoVectorEnv(TaskVectorEnv):
         self._mujoco.mj_forward(model, data)
         if self._renderer is None or self._renderer.size != (width, height):
             self._renderer = FrameRenderer(self.model, self.body, width, height)
-        goal = self._task_arrays["goal"][index] if self.tasks and "goal" in self._task_arrays else None
+        goal = self._task_arrays["goal"][index] if self.tasks and self.family.draws_goal else None
         return self._renderer.render(data, self.broken_geoms(index), goal)
 
     def broken_geoms(self, index: int) -> np.ndarray:
         """Geom ids of the bodies that sub-environment ``index``'s broken actuators move (none for other
         families, or when ``gear_scale`` leaves them whole)."""
-        if self.family.name not in BROKEN_ACTUATORS or not self.tasks or self.options["gear_scale"] == 1.0:
+        if self.family.kind != "broken" or not self.tasks or self.options["gear_scale"] == 1.0:
             return np.zeros(0, dtype=np.int64)
-        key, actuators, _ = BROKEN_ACTUATORS[self.family.name]
-        broken = int(self._task_arrays[key][index])
+        actuators = self.family.broken_actuators
+        broken = int(self._task_arrays[self.family.broken_key][index])
         if broken < 0:
             return np.zeros(0, dtype=np.int64)
         joints = self.model.actuator_trnid[list(actuators[broken]), 0]
@@ -470,7 +455,7 @@ def make(family: str, num_envs: int, *, tasks: list[dict] | None = None, horizon
         A :class:`gymnasium.vector.VectorEnv` with autoreset disabled and ``set_tasks``.
     """
     fam = get_family(family)
-    cls = NavigationVectorEnv if fam.body is None else MujocoVectorEnv
+    cls = MujocoVectorEnv if fam.mujoco else NavigationVectorEnv
     env = cls(fam.name, num_envs, horizon=horizon, seed=seed, nthread=nthread, **options)
     if tasks is not None:
         env.set_tasks(tasks)

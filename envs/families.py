@@ -4,6 +4,11 @@ A task is a plain dict (``{"velocity": 1.3}``, ``{"goal": [0.2, -1.1]}``...). Ev
 tasks from a seeded :class:`numpy.random.Generator` with :func:`sample_tasks`, and gives reproducible
 train and test sets with :func:`task_split`. Sources of each definition are cited in the family's
 ``source`` field and in the README's family table.
+
+Each :class:`Family` declares what callers ask of it (:attr:`~Family.kind`, :attr:`~Family.task_kind`,
+:attr:`~Family.mujoco`, :attr:`~Family.two_tasks`, :attr:`~Family.has_task_features`,
+:attr:`~Family.draws_goal`, :attr:`~Family.broken_key`, :meth:`~Family.transition_reward_defined`):
+code outside this module asks those and never compares a family's name.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from envs.physics import COST_OPTIONS
+from envs.physics import COST_OPTIONS, observes_positions
 
 # Dynamics randomisation of rand_param_envs (used by ProMP and PEARL): each element of these model
 # fields is multiplied by base ** U(-3, 3).
@@ -32,19 +37,38 @@ BROKEN_ACTUATORS = {
 }
 
 
+# What a task changes, by task kind (:attr:`Family.task_kind`): the reward ("reward"), the model's fields
+# ("dynamics"), or the gear of one joint's or leg's actuators ("broken").
+TASK_KINDS = {
+    "velocity": "reward",  # {"velocity": v}: run at velocity v along x
+    "direction": "reward",  # {"direction": +-1}: run forward or backward
+    "goal-disk": "reward",  # {"goal": [x, y]} in the disk of radius 3: walk to the goal (AntGoal)
+    "goal-square": "reward",  # {"goal": [x, y]} in [-0.5, 0.5]^2: move the point to the goal (Navigation2D)
+    "rand-params": "dynamics",  # per-element multipliers of the RAND_PARAM_BASES model fields
+    "broken-actuator": "broken",  # {"joint": j} or {"leg": l}: that joint's or leg's gears scaled (BROKEN_ACTUATORS)
+}
+
+
 @dataclass(frozen=True)
 class Family:
-    """One task family.
+    """One task family, and what callers ask of it (ask these; never compare the family's name).
 
     Attributes:
         name: registry name, e.g. ``"HalfCheetahVel"``.
         body: the gymnasium v5 robot it runs (``"half_cheetah"``, ``"ant"``, ``"hopper"``,
-            ``"walker2d"``) or ``None`` for the pure-numpy Navigation2D.
+            ``"walker2d"``) or ``None`` for the pure-numpy Navigation2D (see :attr:`mujoco`).
         horizon: default episode length in control steps.
         source: the paper or repository whose definition this follows.
         reward: the per-step reward, as documented.
         task_doc: what the task dict holds and its range.
         options: the family's extra keyword options and their defaults.
+        dynamics: a task changes the model (each simulation its own fields or gears), not the reward:
+            True exactly when :attr:`kind` is ``"dynamics"`` or ``"broken"``. Derived from
+            ``task_kind`` when not given; a ValueError if given and inconsistent with it.
+        task_kind: what a task is and how it acts, one of :data:`TASK_KINDS`: ``"velocity"``,
+            ``"direction"``, ``"goal-disk"`` (AntGoal), ``"goal-square"`` (Navigation2D),
+            ``"rand-params"`` or ``"broken-actuator"``. The code dispatches on it (sampling, checks,
+            rewards), never on the name.
     """
 
     name: str
@@ -54,7 +78,96 @@ class Family:
     reward: str
     task_doc: str
     options: dict = field(default_factory=dict)
-    dynamics: bool = False  # a task changes the model (each simulation its own fields), not the reward
+    dynamics: bool | None = None
+    task_kind: str = ""
+
+    def __post_init__(self):
+        if self.task_kind not in TASK_KINDS:
+            raise ValueError(f"{self.name}: task_kind must be one of {list(TASK_KINDS)}, got {self.task_kind!r}")
+        changes_model = self.kind != "reward"
+        if self.dynamics is None:
+            object.__setattr__(self, "dynamics", changes_model)
+        elif bool(self.dynamics) != changes_model:
+            raise ValueError(f"{self.name}: dynamics={self.dynamics} contradicts task_kind {self.task_kind!r}")
+        if (self.kind == "broken") != (self.name in BROKEN_ACTUATORS):
+            raise ValueError(f"{self.name}: a broken-actuator family is one listed in BROKEN_ACTUATORS")
+
+    @property
+    def kind(self) -> str:
+        """What a task changes: ``"reward"`` (velocity, direction and goal families: the reward
+        function; every simulation shares one model), ``"dynamics"`` (RandParams: per-simulation model
+        fields, :data:`RAND_PARAM_BASES`) or ``"broken"`` (DisabledJoint, CrippledLeg: the gear of one
+        joint's or leg's actuators, :data:`BROKEN_ACTUATORS`)."""
+        return TASK_KINDS[self.task_kind]
+
+    @property
+    def mujoco(self) -> bool:
+        """True when the family runs a MuJoCo robot (:attr:`body` is set; it can be rendered, planned
+        with a learned model...); False for the pure-numpy Navigation2D."""
+        return self.body is not None
+
+    @property
+    def entry_point(self) -> str:
+        """The gymnasium entry point of the family's single environment (``module:class``)."""
+        return f"envs.{'single' if self.mujoco else 'navigation'}:{self.name}Env"
+
+    @property
+    def two_tasks(self) -> bool:
+        """True when the family has exactly two tasks (the direction families: +1 and -1): both splits
+        of :func:`task_split` then hold both tasks, so its "test" tasks were also trained on (say so
+        where results on them are reported). False for every other family, whose splits are disjoint."""
+        return self.task_kind == "direction"
+
+    @property
+    def has_task_features(self) -> bool:
+        """True when :func:`task_features` is defined (the reward families: what an oracle policy
+        observes next to the observation); it raises a ValueError for the others."""
+        return self.kind == "reward"
+
+    @property
+    def draws_goal(self) -> bool:
+        """True when the renderer draws the task's ``goal`` as a post on the floor (AntGoal)."""
+        return self.mujoco and self.task_kind == "goal-disk"
+
+    @property
+    def broken_key(self) -> str | None:
+        """The task key naming the broken part of a broken-actuator family (``"joint"`` or ``"leg"``; its
+        value indexes :attr:`broken_actuators`, -1 for the intact robot); None for the others."""
+        return BROKEN_ACTUATORS[self.name][0] if self.kind == "broken" else None
+
+    @property
+    def broken_actuators(self) -> list[tuple[int, ...]] | None:
+        """A broken-actuator family's actuator indices per value of :attr:`broken_key` (the model's
+        actuator order); None for the others."""
+        return BROKEN_ACTUATORS[self.name][1] if self.kind == "broken" else None
+
+    def transition_reward_defined(self, options: dict | None = None) -> tuple[bool, str]:
+        """Whether :func:`envs.rewards.transition_reward` computes this family's reward from
+        ``(obs, action, next_obs)`` alone (what a model-based planner predicts), under the family
+        ``options``.
+
+        Returns:
+            ``(True, "")``, or ``(False, reason)`` with a sentence to show the user: Navigation2D has no
+            MuJoCo body (transition_reward raises); AntGoal's reward is a distance of the torso position
+            after the step, which transition_reward takes as the ``xy_after`` argument and never reads
+            from the observation (raising without it), whether or not the observation holds x, y.
+            The options only change the reason's wording; they are not checked here (see
+            :func:`check_options`).
+        """
+        options = {**self.options, **(options or {})}
+        if not self.mujoco:
+            return False, (f"{self.name} has no MuJoCo body: the transition reward (and model-based control) "
+                           "is defined for the locomotion families")
+        if self.task_kind == "goal-disk":
+            if observes_positions(options):
+                where = ("its observation's x, y are the torso joint's, one physics substep ahead of the "
+                         "position the reward uses, and are not read")
+            else:
+                where = "the observation omits it (exclude_current_positions_from_observation=True)"
+            return False, (f"{self.name}'s reward needs the torso position after the step, passed to "
+                           f"transition_reward as xy_after; {where}, so it is not a function of (obs, action, "
+                           "next_obs) and model-based control is not defined for it here")
+        return True, ""
 
 
 FAMILIES: dict[str, Family] = {
@@ -66,12 +179,14 @@ FAMILIES: dict[str, Family] = {
             "-|v_x - velocity| - 0.05 ||a||^2",
             "velocity ~ U[0, max_velocity], max_velocity 2 (default) or 3",
             {"max_velocity": 2.0},
+            task_kind="velocity",
         ),
         Family(
             "HalfCheetahDir", "half_cheetah", 200,
             "MAML (Finn et al. 2017), pytorch-maml-rl, ProMP",
             "direction * v_x - 0.05 ||a||^2",
             "direction = +1 or -1 with p = 0.5",
+            task_kind="direction",
         ),
         Family(
             "AntVel", "ant", 200,
@@ -79,6 +194,7 @@ FAMILIES: dict[str, Family] = {
             "-|v_x - velocity| + 1.0 healthy - 0.5 ||a||^2 - 5e-4 ||clip(cfrc_ext, -1, 1)||^2",
             "velocity ~ U[0, 3]",
             {"terminate_when_unhealthy": True},
+            task_kind="velocity",
         ),
         Family(
             "AntDir", "ant", 200,
@@ -86,6 +202,7 @@ FAMILIES: dict[str, Family] = {
             "direction * v_x + 1.0 healthy - 0.5 ||a||^2 - 5e-4 ||clip(cfrc_ext, -1, 1)||^2",
             "direction = +1 or -1 with p = 0.5",
             {"terminate_when_unhealthy": True},
+            task_kind="direction",
         ),
         Family(
             "AntGoal", "ant", 200,
@@ -102,6 +219,7 @@ FAMILIES: dict[str, Family] = {
             # matters for a goal, and gymnasium's Ant drops it.
             {"terminate_when_unhealthy": False, "ctrl_cost_weight": 0.1, "contact_cost_weight": 5e-4,
              "healthy_reward": 0.0, "exclude_current_positions_from_observation": False},
+            task_kind="goal-disk",
         ),
         Family(
             "HopperRandParams", "hopper", 200,
@@ -110,7 +228,7 @@ FAMILIES: dict[str, Family] = {
             "per-element multipliers: body_mass, body_inertia, geom_friction 1.5^U(-3,3); "
             "dof_damping 1.3^U(-3,3)",
             {"terminate_when_unhealthy": True},
-            dynamics=True,
+            task_kind="rand-params",
         ),
         Family(
             "Walker2DRandParams", "walker2d", 200,
@@ -119,7 +237,7 @@ FAMILIES: dict[str, Family] = {
             "per-element multipliers: body_mass, body_inertia, geom_friction 1.5^U(-3,3); "
             "dof_damping 1.3^U(-3,3)",
             {"terminate_when_unhealthy": True},
-            dynamics=True,
+            task_kind="rand-params",
         ),
         Family(
             "HalfCheetahDisabledJoint", "half_cheetah", 200,
@@ -128,7 +246,7 @@ FAMILIES: dict[str, Family] = {
             "joint 0..5 (bthigh, bshin, bfoot, fthigh, fshin, ffoot) whose actuator gear is multiplied by "
             "gear_scale (0: disabled), or -1 (intact, never drawn); training joints 0, 1, 2, 4, 5, held-out joint 3",
             {"gear_scale": 0.0},
-            dynamics=True,
+            task_kind="broken-actuator",
         ),
         Family(
             "AntCrippledLeg", "ant", 200,
@@ -143,13 +261,14 @@ FAMILIES: dict[str, Family] = {
             # GrBAL and mb-mpc controllers stood still (about 1 reward per step) instead of walking.
             {"gear_scale": 0.0, "terminate_when_unhealthy": True, "ctrl_cost_weight": 0.0,
              "contact_cost_weight": 0.0, "healthy_reward": 0.05},
-            dynamics=True,
+            task_kind="broken-actuator",
         ),
         Family(
             "Navigation2D", None, 100,
             "MAML (Finn et al. 2017), pytorch-maml-rl",
             "-||position - goal||_2; terminates within 0.01 of the goal",
             "goal ~ U[-0.5, 0.5]^2",
+            task_kind="goal-square",
         ),
     ]
 }
@@ -224,23 +343,23 @@ def rand_param_shapes(body: str) -> dict[str, tuple[int, ...]]:
 
 def _sample_one_family(family: Family, n: int, rng: np.random.Generator, options: dict,
                        split: str = "train") -> list[dict]:
-    name = family.name
-    if name in BROKEN_ACTUATORS:
-        key, _, splits = BROKEN_ACTUATORS[name]
+    kind = family.task_kind
+    if kind == "broken-actuator":
+        key, _, splits = BROKEN_ACTUATORS[family.name]
         return [{key: int(i)} for i in rng.choice(splits[split], size=n)]
-    if name.endswith("Vel"):
+    if kind == "velocity":
         high = options.get("max_velocity", 3.0)
         return [{"velocity": float(v)} for v in rng.uniform(0.0, high, size=n)]
-    if name.endswith("Dir"):
+    if kind == "direction":
         return [{"direction": float(d)} for d in rng.choice([-1.0, 1.0], size=n)]
-    if name == "AntGoal":
+    if kind == "goal-disk":
         radius = 3.0 * np.sqrt(rng.uniform(size=n))
         angle = rng.uniform(0.0, 2.0 * np.pi, size=n)
         goals = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
         return [{"goal": g.tolist()} for g in goals]
-    if name == "Navigation2D":
+    if kind == "goal-square":
         return [{"goal": g.tolist()} for g in rng.uniform(-0.5, 0.5, size=(n, 2))]
-    if family.dynamics:
+    if kind == "rand-params":
         shapes = rand_param_shapes(family.body)
         tasks = [{} for _ in range(n)]
         for key, base in RAND_PARAM_BASES.items():
@@ -248,7 +367,7 @@ def _sample_one_family(family: Family, n: int, rng: np.random.Generator, options
             for task, e in zip(tasks, base**exps, strict=True):
                 task[key] = e.tolist()
         return tasks
-    raise AssertionError(f"no sampler for {name}")
+    raise AssertionError(f"no sampler for {family.name} ({kind})")
 
 
 def sample_tasks(family: str, n: int, rng: np.random.Generator, **options) -> list[dict]:
@@ -302,7 +421,7 @@ def task_split(family: str, split: str, n: int, seed: int = 0, **options) -> lis
         return _sample_one_family(fam, int(n), np.random.default_rng([int(seed), SPLITS[which]]), opts, which)
 
     tasks = draw(split)
-    if not family.endswith("Dir"):
+    if not fam.two_tasks:
         other = draw("test" if split == "train" else "train")
         keys = {_task_key(t) for t in other}
         if any(_task_key(t) in keys for t in tasks):
@@ -349,7 +468,7 @@ def validate_task(family: str, task: dict, **options) -> dict:
         if value.shape != shape:
             raise ValueError(f"{fam.name}: task key {key!r} must have shape {shape}, got {value.shape}")
         check(fam.name, key, value)
-        out[key] = value.astype(np.int64) if fam.name in BROKEN_ACTUATORS else value
+        out[key] = value.astype(np.int64) if fam.kind == "broken" else value
     return out
 
 
@@ -372,18 +491,19 @@ def _expected_keys(fam: Family, opts: dict) -> dict[str, tuple[tuple[int, ...], 
                                  f"broken), got {v.tolist()}")
         return check
 
-    name = fam.name
-    if name in BROKEN_ACTUATORS:
-        key, actuators, _ = BROKEN_ACTUATORS[name]
-        return {key: ((), is_index(len(actuators)))}
-    if name.endswith("Vel"):
+    kind = fam.task_kind
+    if kind == "broken-actuator":
+        return {fam.broken_key: ((), is_index(len(fam.broken_actuators)))}
+    if kind == "velocity":
         return {"velocity": ((), in_range(0.0, opts.get("max_velocity", 3.0)))}
-    if name.endswith("Dir"):
+    if kind == "direction":
         return {"direction": ((), is_direction)}
-    if name == "AntGoal":
+    if kind == "goal-disk":
         return {"goal": ((2,), in_disk)}
-    if name == "Navigation2D":
+    if kind == "goal-square":
         return {"goal": ((2,), in_range(-0.5, 0.5))}
+    if kind != "rand-params":
+        raise AssertionError(f"no task keys for {fam.name} ({kind})")
     shapes = rand_param_shapes(fam.body)
     return {
         key: (shapes[key], in_range(base**-RAND_PARAM_LOG_RANGE - 1e-12, base**RAND_PARAM_LOG_RANGE + 1e-12))
@@ -394,8 +514,8 @@ def _expected_keys(fam: Family, opts: dict) -> dict[str, tuple[tuple[int, ...], 
 def task_features(family: str, tasks: list[dict]) -> np.ndarray:
     """The task parameters as a flat vector per task: what an oracle policy observes.
 
-    Defined for the reward families (velocity, direction, goal), as the MAML paper's oracle; the
-    dynamics families (multipliers, broken actuators) have none.
+    Defined for the reward families (velocity, direction, goal; :attr:`Family.has_task_features`), as the
+    MAML paper's oracle; the dynamics families (multipliers, broken actuators) have none (a ValueError).
 
     Args:
         family: a reward family's name.
@@ -406,7 +526,7 @@ def task_features(family: str, tasks: list[dict]) -> np.ndarray:
         direction, 2 for goals).
     """
     fam = get_family(family)
-    if fam.dynamics:
+    if not fam.has_task_features:
         raise ValueError(f"{fam.name}: the oracle (task parameters in the observation) is defined for reward "
                          "tasks only, not for randomised dynamics")
     return np.stack([np.concatenate([np.ravel(np.asarray(t[k], dtype=np.float64)) for k in sorted(t)])

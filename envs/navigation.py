@@ -5,6 +5,9 @@ from __future__ import annotations
 import gymnasium
 import numpy as np
 
+from envs.checks import check_actions, check_horizon
+from envs.families import sample_tasks, validate_task
+
 MAX_SPEED = 0.1  # actions are velocity commands clipped to [-0.1, 0.1] per axis (MAML paper)
 GOAL_TOLERANCE = 0.01  # an episode terminates within this distance of the goal (MAML paper)
 OBS_DIM = ACT_DIM = 2
@@ -44,9 +47,6 @@ class Navigation2DEnv(gymnasium.Env):
     family = "Navigation2D"
 
     def __init__(self, task: dict | None = None, horizon: int = 100):
-        from envs.engine import check_horizon
-        from envs.families import validate_task
-
         self.horizon = check_horizon(horizon)
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float64)
         self.action_space = gymnasium.spaces.Box(-MAX_SPEED, MAX_SPEED, (ACT_DIM,), np.float32)
@@ -57,15 +57,11 @@ class Navigation2DEnv(gymnasium.Env):
 
     def set_task(self, task: dict) -> None:
         """Fix the task for the following episodes (takes effect at the next reset)."""
-        from envs.families import validate_task
-
         self._fixed_task = validate_task(self.family, task)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         if self._fixed_task is None:
-            from envs.families import sample_tasks, validate_task
-
             self.task = validate_task(self.family, sample_tasks(self.family, 1, self.np_random)[0])
         else:
             self.task = self._fixed_task
@@ -74,8 +70,6 @@ class Navigation2DEnv(gymnasium.Env):
         return self._position.copy(), {"goal": self.task["goal"].copy()}
 
     def step(self, action):
-        from envs.engine import check_actions
-
         if self._t is None or self._t >= self.horizon:
             raise ValueError(
                 f"step() called {'before reset()' if self._t is None else 'past the horizon'}"

@@ -96,7 +96,7 @@ def tracked_position(body: str, qpos: np.ndarray, xpos: np.ndarray) -> np.ndarra
 
 
 def reward(
-    family: str,
+    family,
     body: str,
     task: dict[str, np.ndarray],
     pos_before: np.ndarray,
@@ -110,7 +110,8 @@ def reward(
     """Per-step reward of a locomotion family.
 
     Args:
-        family: family name (see :data:`envs.families.FAMILIES`).
+        family: the :class:`envs.families.Family` or its name (see :data:`envs.families.FAMILIES`); its
+            ``task_kind`` chooses the forward term.
         body: its robot.
         task: task parameters stacked over the batch, e.g. ``{"velocity": [N]}``, ``{"goal": [N, 2]}``.
         pos_before, pos_after: ``[N, 2]`` :func:`tracked_position` before and after the step.
@@ -126,13 +127,18 @@ def reward(
         they apply, ``reward_contact`` and ``reward_survive``, which add up to the reward, plus
         ``x_velocity``.
     """
+    if isinstance(family, str):
+        from envs.families import get_family  # families imports this module; callers in envs pass the Family
+
+        family = get_family(family)
+    kind = family.task_kind
     velocity = (pos_after - pos_before) / dt
     vx = velocity[:, 0]
-    if family.endswith("Vel"):
+    if kind == "velocity":
         forward = -np.abs(vx - task["velocity"])
-    elif family.endswith("Dir"):
+    elif kind == "direction":
         forward = task["direction"] * vx
-    elif family == "AntGoal":
+    elif kind == "goal-disk":
         forward = -np.abs(pos_after - task["goal"]).sum(axis=1)
     else:
         forward = vx

@@ -61,6 +61,10 @@ def transition_healthy(body: str, next_obs, options: dict | None = None):
 def transition_reward(family: str, task: dict, obs, action, next_obs, xy_after=None, **options):
     """Reward of transitions of ``family``, on numpy arrays or torch tensors.
 
+    Computable from ``(obs, action, next_obs)`` alone exactly when
+    :meth:`envs.families.Family.transition_reward_defined` says so (AntGoal needs ``xy_after``;
+    Navigation2D is refused).
+
     Args:
         family: a locomotion family's name.
         task: the task's values, each broadcastable against the leading axes ``[...]`` (a float, or
@@ -78,18 +82,18 @@ def transition_reward(family: str, task: dict, obs, action, next_obs, xy_after=N
         ``[...]`` rewards.
     """
     fam = get_family(family)
-    if fam.body is None:
+    if not fam.mujoco:
         raise ValueError(f"{fam.name}: transition_reward is defined for the locomotion families")
     options = check_options(fam, options)
     idx = obs_index(fam.body, options)
     vx = 0.5 * (obs[..., idx["vx"]] + next_obs[..., idx["vx"]])
-    if fam.name.endswith("Vel"):
+    if fam.task_kind == "velocity":
         forward = -abs(vx - task["velocity"])
-    elif fam.name.endswith("Dir"):
+    elif fam.task_kind == "direction":
         forward = task["direction"] * vx
-    elif fam.name == "AntGoal":
+    elif fam.task_kind == "goal-disk":
         if xy_after is None:
-            raise ValueError("AntGoal's reward needs xy_after, the torso position the observation omits")
+            raise ValueError(f"{fam.name}'s reward needs xy_after, the torso position after the step")
         forward = -abs(xy_after - task["goal"]).sum(-1)
     else:
         forward = vx

@@ -23,9 +23,8 @@ from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 from gymnasium.utils import seeding
 
 from envs import physics
-from envs.engine import check_actions, check_horizon
+from envs.checks import check_actions, check_horizon
 from envs.families import (
-    BROKEN_ACTUATORS,
     RAND_PARAM_BASES,
     check_options,
     gear_multipliers,
@@ -84,8 +83,8 @@ class _TaskEnvMixin:
     def _apply_task(self) -> None:
         if not self.family.dynamics:
             return
-        if self.family.name in BROKEN_ACTUATORS:
-            index = self.task[BROKEN_ACTUATORS[self.family.name][0]][None]
+        if self.family.kind == "broken":
+            index = self.task[self.family.broken_key][None]
             scale = gear_multipliers(self.family.name, index, self.options["gear_scale"], self.model.nu)[0]
             self.model.actuator_gear[:] = self._base_model.actuator_gear * scale[:, None]
         else:
@@ -136,7 +135,7 @@ class _TaskEnvMixin:
         cfrc = self.data.cfrc_ext[None] if self._body == "ant" else None
         task = {k: v[None] for k, v in self.task.items()}
         reward, parts = physics.reward(
-            self.family.name, self._body, task, pos_before, pos_after, self.dt, action[None], healthy, cfrc,
+            self.family, self._body, task, pos_before, pos_after, self.dt, action[None], healthy, cfrc,
             physics.costs(self._body, self.options),
         )
         terminated = bool(getattr(self, "_terminate_when_unhealthy", False) and not healthy[0])

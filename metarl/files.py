@@ -75,3 +75,38 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def load_torch_file(path: str | Path, what: str = "metarl file"):
+    """``torch.load(path, weights_only=True)`` on the CPU, with one-line errors of our own.
+
+    The safe loader runs no code from the file: anything but tensors and plain Python values is refused.
+
+    Args:
+        path: the file.
+        what: what the caller expected (``"checkpoint"``, ``"model"``...), named in the errors.
+
+    Raises:
+        ValueError: naming ``path``: missing, empty, not a torch file, or holding objects the safe loader
+            refuses.
+    """
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"no {what} at {str(path)!r}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{str(path)!r} is empty (0 bytes), not a {what}; it was probably cut short while written")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower() or "unsupported global" in str(e).lower():
+            raise ValueError(f"{str(path)!r} holds objects other than tensors and plain values, which the safe loader "
+                             f"refuses to run; it is not a {what} written by metarl") from None
+        raise ValueError(f"{str(path)!r} is not a torch file (not a {what} written by metarl)") from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError):
+        raise ValueError(f"{str(path)!r} is not a readable torch file (truncated or not written by torch); "
+                         f"expected a {what}") from None

@@ -60,7 +60,7 @@ class PolicySpec:
 
 
 def spec_from_config(cfg, obs_dim: int, act_dim: int) -> PolicySpec:
-    """The spec of a policy trained with ``cfg`` (a :class:`metarl.config.Config`)."""
+    """The spec of a policy trained with ``cfg`` (a :class:`metarl.training.config.Config`)."""
     return PolicySpec(
         family=cfg.family, family_options=dict(cfg.family_options), obs_dim=obs_dim, act_dim=act_dim,
         hidden_sizes=list(cfg.hidden_sizes), activation=cfg.activation, action_scale=cfg.action_scale,

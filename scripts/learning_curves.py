@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from metarl.curves import plot_time_to_target, summarize, table
+from metarl.evaluation.curves import plot_time_to_target, summarize, table
 
 
 def main(argv=None) -> None:

@@ -1,33 +1,37 @@
-"""Regenerate the README's result tables from the files behind them, or check that they agree.
+"""Regenerate the generated result tables of the README and the docs from the files behind them, or
+check that they agree.
 
-Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in README.md:
+Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in one or more of the
+files listed in :data:`FILES` (paths from the repository root), which also says which tables each
+file holds; a file without one of its tables, or with a table not listed for it, is an error:
 
-``shipped``
-    the shipped meta-policies' evaluation against the MAML paper, from the model cards
-    ``policies/pretrained/<family>.json`` (the shipped seed and the mean over seeds);
-``families``
-    every locomotion family: shipped or not, and its result after one step, from the same cards (or,
-    for a family tried and not shipped, ``benchmarks/results/attempt-<family>/<family>.json``).
-``sinusoid``
+``families`` (README.md, the headline table; docs/evaluation.md, "Every family")
+    every locomotion family: shipped or not, and its result after one step against the pretrained
+    baseline and the oracle, from the model cards ``policies/pretrained/<family>.json`` (or, for a
+    family tried and not shipped, ``benchmarks/results/attempt-<family>/<family>.json``);
+``shipped`` (docs/results.md)
+    the shipped meta-policies' evaluation against the MAML paper, from the same cards (the shipped
+    seed and the mean over seeds);
+``sinusoid`` (docs/results.md)
     ``metarl sinusoid``'s errors, from ``benchmarks/results/sinusoid/sinusoid.json``;
-``learning-fast``
+``learning-fast`` (docs/results.md)
     time and iterations to -40 on the fast config, exact against subsampled products, from
-    ``benchmarks/results/learning-hcv-fast/summary.json`` (written by ``scripts/learning_curves.py``).
-``model-based``
-    GrBAL against its baselines on the broken-robot families, one row per method with every training
-    seed's return on the held-out joint or leg, and issue 14's targets per seed, from
-    ``benchmarks/results/model-based-<family>/eval-s<seed>/model_eval.json`` (``metarl eval-model``;
-    ``scripts/compare_model_based.sh`` runs it all);
-``model-based-cem``
-    the same models, every one planning with CEM (three iterations) instead of the runs' MPPI, from
-    ``eval-cem3-s<seed>/model_eval.json`` there;
-``learners``
+    ``benchmarks/results/learning-hcv-fast/summary.json`` (written by ``scripts/learning_curves.py``);
+``learners`` (docs/learners.md)
     MAML-TRPO, MAML-PPO, ProMP and Reptile on the fast config, one env-step budget, from
     ``benchmarks/results/learners-hcv-fast/summary.json`` (same script) and each run's
-    ``adaptation.json`` there (``metarl eval RUN --baselines '' --steps 3``).
+    ``adaptation.json`` there (``metarl eval RUN --baselines '' --steps 3``);
+``model-based`` (docs/model-based.md)
+    GrBAL against its baselines on the broken-robot families, one row per method with every training
+    seed's return on the held-out joint or leg, and GrBAL's targets per seed, from
+    ``benchmarks/results/model-based-<family>/eval-s<seed>/model_eval.json`` (``metarl eval-model``;
+    ``scripts/compare_model_based.sh`` runs it all);
+``model-based-cem`` (docs/model-based.md)
+    the same models, every one planning with CEM (three iterations) instead of the runs' MPPI, from
+    ``eval-cem3-s<seed>/model_eval.json`` there.
 
-    python scripts/readme_tables.py            # rewrite the tables in README.md
-    python scripts/readme_tables.py --check    # exit 1 and name the tables that differ (tests run this)
+    python scripts/readme_tables.py            # rewrite the tables in every file of FILES
+    python scripts/readme_tables.py --check    # exit 1 and name each file and its tables that differ (tests run this)
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCOMOTION = ("HalfCheetahVel", "HalfCheetahDir", "AntVel", "AntDir", "AntGoal", "HopperRandParams",
               "Walker2DRandParams", "HalfCheetahDisabledJoint", "AntCrippledLeg")
 LEARNING_GROUPS = {"exact products (32b523e)": "commit 32b523e, exact KL Hessian-vector products",
-                   "every 5th step (46892cb)": "this version (products on every fifth step, faster sampler)"}
+                   "every 5th step (46892cb)": "commit 46892cb, products on every fifth step, faster sampler"}
 
 
 def cards(root: Path = ROOT, attempts: bool = False) -> dict[str, dict]:
@@ -93,7 +97,7 @@ def shipped_table(root: Path = ROOT) -> str:
 
 
 def target_status(card: dict) -> str:
-    """Issue 12's target for a shipped card: MAML after one step above MAML before adaptation and above the
+    """The target bar for a shipped card: MAML after one step above MAML before adaptation and above the
     pretrained baseline after one step, with non-overlapping 95% intervals over tasks, and (reward
     families) at least 0.6 of the gap from the pretrained baseline to the oracle closed in one step.
     ``"met"``, or ``"not met: ..."`` with every reason."""
@@ -117,7 +121,8 @@ def target_status(card: dict) -> str:
 
 def families_table(root: Path = ROOT) -> str:
     """One row per locomotion family: shipped or not, MAML before and after one step, the pretrained
-    baseline after one step, the oracle, the share of its gap closed after one step and issue 12's target."""
+    baseline after one step, the oracle, the share of its gap closed after one step and the target
+    (:func:`target_status`)."""
     rows = ["| family | shipped | seeds | MAML 0 | MAML 1 | pretrained 1 | oracle | oracle gap closed after 1 step | "
             "target |", "|---|---|---|---|---|---|---|---|---|"]
     found, tried = cards(root), cards(root, attempts=True)
@@ -192,7 +197,7 @@ def model_based_evals(root: Path = ROOT, pattern: str = "eval-s*") -> dict[str, 
 
 
 def model_based_target(evals: list[dict]) -> str:
-    """Issue 14's targets over a family's seeds: (a) above (b) and (c) with non-overlapping 95% intervals,
+    """GrBAL's targets over a family's seeds: (a) above (b) and (c) with non-overlapping 95% intervals,
     and (a) trained with at most 1% of (d)'s env steps."""
     def above(e, other):
         return e["methods"]["grbal"]["ci95"][0] > e["methods"][other]["ci95"][1]
@@ -241,34 +246,69 @@ TABLES = {"shipped": shipped_table, "families": families_table, "learning-fast":
           "model-based-cem": lambda root=ROOT: model_based_table(root, "eval-cem3-s*")}
 
 
-def render(readme: str, root: Path = ROOT) -> tuple[str, list[str]]:
-    """``readme`` with every table regenerated, and the names of those that changed."""
+# Where each table lives: path from the repository root -> the tables that file holds, in order.
+FILES = {
+    "README.md": ("families",),
+    "docs/evaluation.md": ("families",),
+    "docs/results.md": ("shipped", "sinusoid", "learning-fast"),
+    "docs/learners.md": ("learners",),
+    "docs/model-based.md": ("model-based", "model-based-cem"),
+}
+MARKER = re.compile(r"<!-- table:([\w-]+) -->")
+
+
+def render(text: str, names, root: Path = ROOT, source: str = "README.md") -> tuple[str, list[str]]:
+    """``text`` (the file ``source``) with each of the tables ``names`` regenerated from the files under
+    ``root``, and the names of those that changed. A table of ``names`` without its block, or a block
+    of a table not in ``names``, is an error naming ``source``."""
+    stray = [name for name in MARKER.findall(text) if name not in names]
+    if stray:
+        raise SystemExit(f"readme_tables: error: {source} has a <!-- table:{stray[0]} --> block, which is not one "
+                         f"of its tables ({', '.join(names)}); list it in FILES in scripts/readme_tables.py")
     changed = []
-    for name, make in TABLES.items():
+    for name in names:
         pattern = re.compile(rf"(<!-- table:{name} -->\n)(.*?)(\n<!-- /table:{name} -->)", re.S)
-        match = pattern.search(readme)
+        match = pattern.search(text)
         if match is None:
-            raise SystemExit(f"readme_tables: error: README.md has no <!-- table:{name} --> block")
-        table = make(root)
+            raise SystemExit(f"readme_tables: error: {source} has no <!-- table:{name} --> block")
+        table = TABLES[name](root)
         if match.group(2) != table:
             changed.append(name)
-            readme = readme[:match.start(2)] + table + readme[match.end(2):]
-    return readme, changed
+            text = text[:match.start(2)] + table + text[match.end(2):]
+    return text, changed
 
 
-def main(argv=None) -> int:
+def render_files(root: Path = ROOT, base: Path = ROOT) -> dict[str, tuple[str, list[str]]]:
+    """``{path: (text, changed tables)}`` for every file of :data:`FILES` under ``base``, its tables
+    regenerated from the files under ``root``."""
+    homeless = [name for name in TABLES if not any(name in names for names in FILES.values())]
+    if homeless:
+        raise SystemExit(f"readme_tables: error: no file of FILES holds the table(s) {', '.join(homeless)}")
+    out = {}
+    for rel, names in FILES.items():
+        path = base / rel
+        if not path.is_file():
+            raise SystemExit(f"readme_tables: error: {rel} is missing (it holds the tables {', '.join(names)})")
+        out[rel] = render(path.read_text(), names, root, rel)
+    return out
+
+
+def main(argv=None, root: Path = ROOT, base: Path = ROOT) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only report tables that differ (exit 1 if any)")
+    parser.add_argument("--check", action="store_true",
+                        help="only report the files whose tables differ, and which tables (exit 1 if any)")
     args = parser.parse_args(argv)
-    path = ROOT / "README.md"
-    text, changed = render(path.read_text())
+    results = render_files(root, base)
+    stale = {rel: changed for rel, (_, changed) in results.items() if changed}
+    summary = "; ".join(f"{rel} ({', '.join(changed)})" for rel, changed in stale.items())
     if args.check:
-        if changed:
-            print(f"README.md tables out of date: {', '.join(changed)}; run python scripts/readme_tables.py")
+        if stale:
+            print(f"tables out of date: {summary}; run python scripts/readme_tables.py")
             return 1
         return 0
-    path.write_text(text)
-    print(f"rewrote {', '.join(changed) or 'nothing (up to date)'}")
+    for rel in stale:
+        (base / rel).write_text(results[rel][0])
+    print(f"rewrote {summary or 'nothing (up to date)'}")
     return 0
 
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from metarl import algos
-from metarl.adaptation import adapt, adapt_reference
+from metarl.learners.gradient import outer as algos
+from metarl.learners.gradient.adaptation import adapt, adapt_reference
 from metarl.sampling import Episodes
 from policies import gaussian
 

@@ -9,8 +9,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize
 
 import envs  # noqa: F401  (registers metarl/... with gymnasium)
-from metarl.baselines import sb3_actor_to_params
-from metarl.evaluation import mean_ci
+from metarl.evaluation.baselines import sb3_actor_to_params
+from metarl.evaluation.protocol import mean_ci
 from metarl.sampling import Sampler
 
 TASK = {"velocity": 1.0}

@@ -1,4 +1,5 @@
-"""`metarl bench envs`: the quick benchmark writes its JSON record; bad arguments exit with code 2."""
+"""`metarl bench` (python -m benchmarks): the quick benchmarks write their JSON records; bad arguments exit with
+code 2 before anything runs."""
 
 import functools
 import json
@@ -7,6 +8,7 @@ import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import envs
+from benchmarks.__main__ import main as bench
 from benchmarks.envs_bench import _make_single
 from metarl.cli import main
 
@@ -14,7 +16,7 @@ SETUPS = {"engine", "sync", "async", "physics", "sampler", "replay"}
 
 
 def test_bench_envs_quick_writes_record(tmp_path, capsys):
-    assert main(["bench", "envs", "--quick", "--out", str(tmp_path)]) == 0
+    assert bench(["envs", "--quick", "--out", str(tmp_path)]) == 0
 
     files = list(tmp_path.glob("envs-*.json"))
     assert len(files) == 1
@@ -50,12 +52,10 @@ def test_bench_envs_quick_writes_record(tmp_path, capsys):
     ],
 )
 def test_bench_envs_bad_arguments_exit_2(argv, message, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["bench", "envs", *argv, "--out", str(tmp_path)])
-    assert exc.value.code == 2
+    assert bench(["envs", *argv, "--out", str(tmp_path)]) == 2
     captured = capsys.readouterr()
     err = captured.err
-    assert err.startswith("metarl: error: ") and err.count("\n") == 1  # one line, no traceback
+    assert err.startswith("metarl bench: error: ") and err.count("\n") == 1  # one line, no traceback
     assert message in err
     assert captured.out == ""
     assert not any(tmp_path.iterdir())  # nothing run, nothing written
@@ -79,9 +79,7 @@ def test_vector_env_gives_each_sub_environment_its_task():
 def test_bench_update_quick_writes_a_consistent_record(tmp_path):
     import json
 
-    from metarl.cli import main
-
-    assert main(["bench", "update", "--quick", "--out", str(tmp_path)]) == 0
+    assert bench(["update", "--quick", "--out", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("update-*.json")
     record = json.loads(path.read_text())
     step = record["outer_step"]
@@ -96,7 +94,7 @@ def test_bench_update_quick_writes_a_consistent_record(tmp_path):
 def test_bench_planner_quick_writes_a_record_with_its_reference(tmp_path, capsys):
     import json
 
-    assert main(["bench", "planner", "--quick", "--out", str(tmp_path)]) == 0
+    assert bench(["planner", "--quick", "--out", str(tmp_path)]) == 0
     (path,) = tmp_path.glob("planner-*.json")
     record = json.loads(path.read_text())
     assert record["reference"]["env_steps_per_s"] > 0 and len(record["rows"]) == 1
@@ -104,6 +102,13 @@ def test_bench_planner_quick_writes_a_record_with_its_reference(tmp_path, capsys
     assert row["ratio_to_reference"] == pytest.approx(record["reference"]["seconds"] / row["seconds"])
     assert "vs reference" in capsys.readouterr().out
     for bad in (["--sims", "0"], ["--family", "Navigation2D"], ["--family", "AntGoal"]):
-        with pytest.raises(SystemExit) as e:
-            main(["bench", "planner", "--quick", "--out", str(tmp_path), *bad])
-        assert e.value.code == 2
+        assert bench(["planner", "--quick", "--out", str(tmp_path), *bad]) == 2
+
+
+def test_metarl_bench_runs_the_benchmarks_module_and_checks_out_first(tmp_path, capfd):
+    # `metarl bench` runs `python -m benchmarks` in a child process (the library never imports benchmarks)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["bench", "envs", "--quick", "--out", str(blocker / "sub")]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("metarl bench: error: cannot write to output directory") and err.count("\n") == 1

@@ -7,10 +7,11 @@ steps run on the device).
 import pytest
 import torch
 
-from metarl import algos, config
-from metarl.adaptation import adapt, advantages
+from metarl import learners
 from metarl.cli import main
-from metarl.trainer import Trainer
+from metarl.learners.gradient import outer as algos
+from metarl.learners.gradient.adaptation import adapt, advantages
+from metarl.training import config
 from policies import load_policy
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -20,8 +21,8 @@ NAV = "configs/navigation2d.yaml"
 
 def test_first_outer_step_on_cuda_equals_the_cpu_one(tmp_path):
     cfg = config.load(NAV, ["meta_batch_size=4", "episodes_per_task=3", "horizon=20"])
-    batch, _, _ = Trainer(cfg, tmp_path / "cpu").collect()
-    params = {k: v.detach() for k, v in Trainer(cfg, tmp_path / "cpu2").params.items()}
+    batch, _, _ = learners.get(cfg.algo).make(cfg).collect()
+    params = {k: v.detach() for k, v in learners.get(cfg.algo).make(cfg).params.items()}
     hyper = dict(inner_lr=cfg.inner_lr, first_order=False, activation=cfg.activation, max_kl=cfg.max_kl,
                  cg_iters=cfg.cg_iters, cg_damping=cfg.cg_damping, ls_max_steps=cfg.ls_max_steps,
                  ls_backtrack_ratio=cfg.ls_backtrack_ratio, fisher_subsample=cfg.fisher_subsample)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import envs
-from metarl.demo import SHIPPED, run_demo
-from metarl.evaluation import load_meta_policy
+from metarl.cli.demo import SHIPPED, run_demo
+from metarl.evaluation.protocol import load_meta_policy
 from policies import gaussian
 
 SHIPPED_FILES = sorted(SHIPPED.glob("*.pt"))

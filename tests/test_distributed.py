@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from metarl import config
-from metarl.sampling import Sampler
-from metarl.trainer import Trainer
+from metarl.sampling import Sampler, SamplerChoice
+from metarl.training import config
+from metarl.training.loop import Trainer
 from policies import gaussian
 
 if os.environ.get("METARL_REQUIRE_RAY") == "1":
@@ -21,7 +21,7 @@ if os.environ.get("METARL_REQUIRE_RAY") == "1":
 else:
     ray = pytest.importorskip("ray")
 
-from metarl.distributed import RaySampler, shard_bounds  # noqa: E402
+from metarl.sampling.ray import RaySampler, shard_bounds  # noqa: E402
 
 TASKS = [{"velocity": v} for v in (0.2, 0.7, 1.1, 1.6, 1.9)]
 
@@ -72,7 +72,7 @@ def test_killed_worker_is_replaced_and_its_shard_sampled_again(local_ray, caplog
         params = _params()
         _assert_same(local.sample(params, TASKS), remote.sample(params, TASKS))
         os.kill(ray.get(remote.workers[1].pid.remote()), signal.SIGKILL)
-        with caplog.at_level("WARNING", logger="metarl.distributed"):
+        with caplog.at_level("WARNING", logger="metarl.sampling.ray"):
             episodes = remote.sample(params, TASKS)
         _assert_same(local.sample(params, TASKS), episodes)
         assert remote.restarts == 1 and "worker 1 (tasks 2-4) died" in caplog.text
@@ -92,8 +92,9 @@ def test_training_on_ray_survives_a_worker_killed_mid_iteration(local_ray, tmp_p
     (tmp_path / "local").mkdir()
     (tmp_path / "ray").mkdir()
     local = Trainer(cfg, tmp_path / "local")
-    trainer = Trainer(cfg, tmp_path / "ray", sampler="ray", sampler_options={"num_workers": 2})
-    sample = trainer.sampler.sample
+    trainer = Trainer(cfg, tmp_path / "ray", sampler=SamplerChoice("ray", num_workers=2))
+    sampler = trainer.learner.sampler
+    sample = sampler.sample
     calls = []
 
     def sample_then_kill(params, tasks, deterministic=False):
@@ -102,20 +103,20 @@ def test_training_on_ray_survives_a_worker_killed_mid_iteration(local_ray, tmp_p
         out = sample(params, tasks, deterministic)
         calls.append(1)
         if len(calls) == 1:
-            os.kill(ray.get(trainer.sampler.workers[0].pid.remote()), signal.SIGKILL)
+            os.kill(ray.get(sampler.workers[0].pid.remote()), signal.SIGKILL)
         return out
 
-    trainer.sampler.sample = sample_then_kill
+    sampler.sample = sample_then_kill
     try:
         rows = trainer.train(progress=False)
         expected = local.train(progress=False)
     finally:
-        trainer.sampler.close()
+        sampler.close()
     assert [r["sampler_restarts"] for r in rows] == [1, 1]
     for got, want in zip(rows, expected, strict=True):
         assert got["pre_return"] == want["pre_return"] and got["post_return"] == want["post_return"]
-    for k, v in trainer.params.items():
-        assert torch.equal(v, local.params[k]), k
+    for k, v in trainer.learner.params.items():
+        assert torch.equal(v, local.learner.params[k]), k
     log = (tmp_path / "ray" / "progress.csv").read_text().splitlines()
     assert log[0].endswith("sampler_restarts") and log[1].endswith(",1")
     # the count is carried over a resume (here on the local sampler)
@@ -157,13 +158,13 @@ def test_a_local_run_resumes_on_ray_with_the_same_result(local_ray, tmp_path):
     whole.train(progress=False)
     half = config.from_dict({**config.to_dict(cfg), "iterations": 1})
     Trainer(half, tmp_path / "split").train(progress=False)
-    resumed = Trainer(cfg, tmp_path / "split", resume=True, sampler="ray", sampler_options={"num_workers": 2})
+    resumed = Trainer(cfg, tmp_path / "split", resume=True, sampler=SamplerChoice("ray", num_workers=2))
     try:
         resumed.train(progress=False)
     finally:
-        resumed.sampler.close()
-    for k, v in whole.params.items():
-        assert torch.equal(v, resumed.params[k]), k
+        resumed.close()
+    for k, v in whole.learner.params.items():
+        assert torch.equal(v, resumed.learner.params[k]), k
 
 
 def test_bench_ray_quick_writes_a_consistent_record(local_ray, tmp_path):
@@ -183,7 +184,7 @@ def test_bench_ray_quick_writes_a_consistent_record(local_ray, tmp_path):
 
 
 def test_too_many_deaths_in_one_call_stop_with_a_clear_error(local_ray, monkeypatch):
-    from metarl import distributed
+    from metarl.sampling import ray as distributed
 
     monkeypatch.setattr(distributed, "MAX_RESTARTS_PER_CALL", 0)
     remote = RaySampler("HalfCheetahVel", 5, 2, horizon=10, seed=3, num_workers=2)
@@ -210,7 +211,7 @@ def test_workers_that_do_not_fit_the_cluster_are_refused_before_anything_is_writ
 
 
 def test_a_worker_that_cannot_start_is_a_setup_error(local_ray, monkeypatch):
-    from metarl import distributed
+    from metarl.sampling import ray as distributed
 
     def broken(self, *args, **kwargs):
         raise ImportError("no module named mujoco")  # as on a node without the project installed

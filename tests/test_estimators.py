@@ -4,8 +4,8 @@ from per-step score vectors on a tiny problem, through plain autograd and throug
 import pytest
 import torch
 
-from metarl.adaptation import INNER_ESTIMATORS, adapt, inner_loss
-from metarl.algos import flatten, unflatten
+from metarl.learners.gradient.adaptation import INNER_ESTIMATORS, adapt, inner_loss
+from metarl.learners.gradient.outer import flatten, unflatten
 from metarl.sampling import Episodes
 from policies import gaussian
 

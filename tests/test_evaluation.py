@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import envs
-from metarl import baselines, config
-from metarl.evaluation import adaptation_returns, evaluate, load_meta_policy, mean_ci
+from metarl.evaluation import baselines
+from metarl.evaluation.protocol import adaptation_returns, evaluate, load_meta_policy, mean_ci
 from metarl.policy_spec import spec_from_config
 from metarl.sampling import Sampler
+from metarl.training import config
 from policies import gaussian
 
 
@@ -119,7 +120,7 @@ def test_eval_cli_outputs_and_errors(tmp_path, capsys):
         ([str(path), "--pretrain-timesteps", "-5"], "--pretrain-timesteps must be an integer >= 1, got -5"),
         ([str(path), "--seed", "-1"], "--seed must be an integer >= 0, got -1"),
         ([str(path), "--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
-        ([str(tmp_path / "missing.pt")], "no policy"),
+        ([str(tmp_path / "missing.pt")], "no run directory or policy file at"),
         ([str(path), "--out", str(path / "sub")], "cannot write to output directory"),
     ]:
         with pytest.raises(SystemExit) as e:
@@ -170,7 +171,7 @@ def test_no_oracle_for_dynamics_families(tmp_path):
     with pytest.raises(ValueError, match="no oracle baseline for HopperRandParams"):
         evaluate(path, tmp_path / "e", num_tasks=2, steps=1, episodes=1, baselines=("oracle",), progress=False)
     assert not (tmp_path / "e").exists()
-    from metarl.evaluation import default_baselines
+    from metarl.evaluation.protocol import default_baselines
 
     assert default_baselines("HopperRandParams") == ("pretrained", "random")
     assert default_baselines("AntGoal") == ("pretrained", "random", "oracle")
@@ -224,7 +225,7 @@ def test_a_policy_from_an_older_metarl_loads_with_a_warning(tmp_path):
 
 def test_a_shipped_policy_is_evaluated_outside_the_package_by_default(tmp_path, monkeypatch):
     from metarl.cli import main
-    from metarl.demo import SHIPPED
+    from metarl.cli.demo import SHIPPED
 
     monkeypatch.chdir(tmp_path)
     before = sorted(p.name for p in SHIPPED.iterdir())
@@ -235,7 +236,7 @@ def test_a_shipped_policy_is_evaluated_outside_the_package_by_default(tmp_path, 
 
 
 def test_adapted_baselines_get_their_best_step_size_chosen_on_training_tasks(tmp_path, monkeypatch):
-    from metarl import evaluation
+    from metarl.evaluation import protocol as evaluation
 
     seen = []
     real = evaluation.adaptation_returns

@@ -10,9 +10,10 @@ import time
 import pytest
 import torch
 
-from metarl import algos, config
 from metarl.cli import main
-from metarl.trainer import NonFiniteError, Trainer, prepare_run_dir
+from metarl.learners.gradient import outer as algos
+from metarl.training import config, run_dir
+from metarl.training.loop import NonFiniteError, Trainer
 
 TINY = ["--set", "meta_batch_size=4", "--set", "episodes_per_task=3", "--set", "horizon=20"]
 
@@ -71,7 +72,7 @@ def test_sigkill_leaves_a_loadable_checkpoint_and_resume_continues(tmp_path):
 def _trainer(tmp_path, **overrides):
     cfg = config.from_dict({"family": "Navigation2D", "meta_batch_size": 4, "episodes_per_task": 3,
                             "horizon": 20, "iterations": 6, "seed": 0, **overrides})
-    prepare_run_dir(tmp_path / "run", cfg, resume=False, force=False)
+    run_dir.prepare(tmp_path / "run", cfg, resume=False, force=False)
     return Trainer(cfg, tmp_path / "run")
 
 
@@ -87,15 +88,15 @@ def test_one_nonfinite_step_is_rejected_and_training_goes_on(tmp_path, monkeypat
         return new, stats
 
     monkeypatch.setattr(algos, "trpo_step", faulty)
-    trainer = _trainer(tmp_path)
-    trainer.step()
-    before = {k: v.detach().clone() for k, v in trainer.params.items()}
-    row = trainer.step()
+    learner = _trainer(tmp_path).learner
+    learner.step()
+    before = {k: v.detach().clone() for k, v in learner.params.items()}
+    row = learner.step()
     assert row["nonfinite"] == 1 and row["accepted"] == 0
-    for k, v in trainer.params.items():
+    for k, v in learner.params.items():
         assert torch.equal(v, before[k])  # restored
-    row = trainer.step()
-    assert row["nonfinite"] == 0 and trainer.nonfinite_streak == 0
+    row = learner.step()
+    assert row["nonfinite"] == 0 and row["accepted"] == 1
 
 
 def test_repeated_nonfinite_steps_stop_with_checkpoint_and_message(tmp_path, monkeypatch, capsys):
@@ -128,7 +129,8 @@ def test_crafted_checkpoint_is_refused_without_running_code(tmp_path, monkeypatc
     with pytest.raises(SystemExit) as e:
         main(["train", "--resume", str(run), "--no-progress"])
     assert e.value.code == 2
-    assert "loads safely" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "safe loader refuses" in err and err.count("\n") == 1
     assert not (tmp_path / "PWNED").exists()
 
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch.func import vmap
 
-from metarl.adaptation import inner_update
-from metarl.grbal import (
+from metarl.learners.gradient.adaptation import inner_update
+from metarl.learners.model_based.grbal import (
     adapt_online,
     fit_model,
     gather_segments,

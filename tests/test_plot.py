@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import yaml
 
-from metarl import curves
 from metarl.cli import main
-from metarl.trainer import CSV_FIELDS
+from metarl.evaluation import curves
+from metarl.learners.gradient.maml import CSV_FIELDS
 
 
 def _run(path, seed, post, fisher_subsample=5):

@@ -1,9 +1,11 @@
-"""The README's result tables are those the committed cards and records give."""
+"""The result tables of the README and the docs are those the committed cards and records give."""
 
 import importlib.util
 import json
 import shutil
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "scripts" / "readme_tables.py")
@@ -11,9 +13,17 @@ readme_tables = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(readme_tables)
 
 
-def test_readme_tables_match_the_files_behind_them():
-    _, changed = readme_tables.render((ROOT / "README.md").read_text())
-    assert changed == [], f"run python scripts/readme_tables.py: {changed} differ from their files"
+@pytest.mark.parametrize("rel", list(readme_tables.FILES))
+def test_each_file_s_tables_match_the_files_behind_them(rel):
+    names = readme_tables.FILES[rel]
+    _, changed = readme_tables.render((ROOT / rel).read_text(), names, source=rel)
+    assert changed == [], f"run python scripts/readme_tables.py: {rel}'s {changed} differ from their files"
+
+
+def test_every_table_lives_somewhere_and_the_readme_has_the_headline():
+    placed = [name for names in readme_tables.FILES.values() for name in names]
+    assert set(placed) == set(readme_tables.TABLES)
+    assert readme_tables.FILES["README.md"] == ("families",)
 
 
 def test_a_changed_card_is_caught(tmp_path):
@@ -26,8 +36,37 @@ def test_a_changed_card_is_caught(tmp_path):
     card = json.loads(card_path.read_text())
     card["evaluation"]["methods"]["maml"]["mean"][1] += 1.0
     card_path.write_text(json.dumps(card))
-    _, changed = readme_tables.render((ROOT / "README.md").read_text(), root=tmp_path)
-    assert changed == ["shipped", "families"]
+    results = readme_tables.render_files(root=tmp_path)
+    changed = {rel: names for rel, (_, names) in results.items() if names}
+    assert changed == {"README.md": ["families"], "docs/evaluation.md": ["families"], "docs/results.md": ["shipped"]}
+
+
+def test_a_missing_or_stray_block_is_an_error():
+    with pytest.raises(SystemExit, match="X.md has no <!-- table:families --> block"):
+        readme_tables.render("no tables here\n", ("families",), source="X.md")
+    stray = ("<!-- table:families -->\n| |\n<!-- /table:families -->\n"
+             "<!-- table:shipped -->\n| |\n<!-- /table:shipped -->\n")
+    with pytest.raises(SystemExit, match="X.md has a <!-- table:shipped --> block, which is not one of its tables"):
+        readme_tables.render(stray, ("families",), source="X.md")
+
+
+def test_check_names_each_stale_file_and_the_rewrite_fixes_it(tmp_path, capsys):
+    for rel in readme_tables.FILES:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / rel, tmp_path / rel)
+    results = tmp_path / "docs" / "results.md"
+    text = results.read_text()
+    start = text.index("<!-- table:sinusoid -->\n") + len("<!-- table:sinusoid -->\n")
+    results.write_text(text[:start] + "| stale |\n" + text[start:])
+    assert readme_tables.main(["--check"], base=tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "docs/results.md (sinusoid)" in out and "README.md" not in out
+    assert readme_tables.main([], base=tmp_path) == 0
+    assert readme_tables.main(["--check"], base=tmp_path) == 0
+    assert results.read_text() == (ROOT / "docs" / "results.md").read_text()
+    (tmp_path / "docs" / "learners.md").unlink()
+    with pytest.raises(SystemExit, match="docs/learners.md is missing"):
+        readme_tables.main(["--check"], base=tmp_path)
 
 
 def test_a_family_tried_and_not_shipped_shows_its_attempt(tmp_path):

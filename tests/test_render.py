@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import envs
-from metarl import config
 from metarl.cli import main
-from metarl.evaluation import held_out_task
+from metarl.evaluation.protocol import held_out_task
 from metarl.policy_spec import spec_from_config
-from metarl.render import _Captioner, render_adaptation
+from metarl.rendering import _Captioner, render_adaptation
+from metarl.training import config
 from policies import gaussian
 
 HORIZON = 8
@@ -112,7 +112,7 @@ def test_navigation_is_refused(policies_dir, tmp_path):
 
 
 BAD = {
-    "missing policy": (["missing.pt"], "no policy at"),
+    "missing policy": (["missing.pt"], "no run directory or policy file at"),
     "unknown task key": (["--task", "goal=[1.0,-2.0]"], "unknown key"),
     "task out of range": (["--task", "velocity=7"], "velocity"),
     "task not numeric": (["--task", "velocity=fast"], "numeric"),

@@ -1,10 +1,10 @@
 """Videos of a meta-policy adapting to one task: one deterministic episode after each inner step.
 
-    from metarl.render import render_adaptation
+    from metarl.rendering import render_adaptation
     info = render_adaptation("runs/hcv", {"velocity": 1.5}, [0, 1, 3], Path("hcv.mp4"), size=(320, 240))
     info["returns"]  # {0: -80.1, 1: -45.3, 3: -30.2}
 
-The policy is adapted with the same inner loop as :func:`metarl.evaluation.adaptation_returns`
+The policy is adapted with the same inner loop as :func:`metarl.evaluation.protocol.adaptation_returns`
 (``episodes`` sampled episodes per step); for each requested step k, one episode is then rolled out
 with the mean action of the policy after k steps and rendered, with a caption giving the family, the
 task, the step k, the control step t and the running return; AntGoal's goal stands on the floor as a
@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 import envs
+from metarl import learners
 from metarl.checks import check_int
-from metarl.evaluation import adaptation_returns, load_meta_policy
+from metarl.evaluation.protocol import adaptation_returns, load_meta_policy
 from metarl.files import atomic_write
 from metarl.policy_spec import PolicySpec
 from policies import gaussian
@@ -256,7 +257,7 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     check_int("seed", seed, 0)
     params, spec = load_meta_policy(path, family)
-    if envs.get_family(spec.family).body is None:
+    if not envs.get_family(spec.family).mujoco:
         raise ValueError(f"rendering needs a MuJoCo family; {str(path)!r} is a {spec.family} policy")
     if not isinstance(task, dict) or not task:
         raise ValueError(f"give a task of {spec.family} (e.g. --task key=value), got {task!r}")
@@ -320,9 +321,9 @@ def render_controller(run: str | os.PathLike, task: dict, out: str | os.PathLike
     """
     from tqdm import tqdm
 
-    from metarl.grbal import run_controller
-    from metarl.model_based import planner_options
-    from metarl.model_based_eval import load_model_run
+    from metarl.evaluation.model_based import load_model_run
+    from metarl.learners.model_based.grbal import run_controller
+    from metarl.learners.model_based.learner import planner_options
 
     out = check_out(out)
     size = check_size(size)
@@ -352,7 +353,7 @@ def render_controller(run: str | os.PathLike, task: dict, out: str | os.PathLike
 
     try:
         ep = run_controller(cfg.family, [dict(task)], params, stats, horizon=horizon, past=cfg.past_steps,
-                            inner_lr=cfg.inner_lr if adapt and cfg.algo == "grbal" else 0.0,
+                            inner_lr=cfg.inner_lr if adapt and learners.get(cfg.algo).meta else 0.0,
                             planner=planner_options(cfg), seed=seed,
                             switch=None if switch_at is None else (switch_at, [dict(switch_task)]),
                             family_options=cfg.family_options, nthread=1, on_step=grab)

@@ -2,7 +2,7 @@
 
 A dynamics model (:mod:`policies.dynamics`) is meta-trained so that one gradient step on the last M
 transitions of a trajectory makes it predict the next K well (:func:`meta_loss`, the project's
-model-agnostic :func:`metarl.adaptation.inner_update` vmapped over segments). At run time a
+model-agnostic :func:`metarl.learners.gradient.adaptation.inner_update` vmapped over segments). At run time a
 model-predictive controller adapts each simulation's model from that simulation's own last M
 transitions at every step (:func:`adapt_online`) and plans through it (:func:`plan`) with the
 family's reward of (observation, action, next observation) (:func:`envs.rewards.transition_reward`).
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from metarl.adaptation import inner_update
+from metarl.learners.gradient.adaptation import inner_update
 from policies.dynamics import dynamics_loss, predict
 
 PLANNERS = ("mppi", "cem", "random")
@@ -261,9 +261,9 @@ def run_controller(family: str, tasks: list[dict], params: dict | None, stats: d
     import envs  # the learning side imports the world, never the reverse
     from envs.rewards import transition_reward
 
-    if family == "AntGoal":
-        raise ValueError("AntGoal's reward needs the torso position, which the observation omits; "
-                         "model-based control is not defined for it here")
+    plannable, why = envs.get_family(family).transition_reward_defined(family_options)
+    if not plannable:
+        raise ValueError(f"model-based control is not defined for {family}: {why}")
     env = envs.make(family, len(tasks), tasks=tasks, horizon=horizon, seed=seed, nthread=nthread,
                     **(family_options or {}))
     if switch is not None:
@@ -291,7 +291,7 @@ def run_controller(family: str, tasks: list[dict], params: dict | None, stats: d
             adapted = adapt_online(params, stats, hist, t, past, inner_lr)
             # the reward's task values, [S, 1] against the candidates (a dynamics task changes no reward term)
             task = {} if dynamics else {k: torch.as_tensor(v, dtype=torch.float32)[:, None]
-                                        for k, v in env._task_arrays.items()}
+                                        for k, v in env.task_arrays.items()}
             step_fn = model_step_fn(adapted, stats, lambda o, a, n, task=task: transition_reward(family, task, o, a, n,
                                                                                   **(family_options or {})))
             with torch.no_grad():

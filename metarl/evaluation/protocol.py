@@ -15,9 +15,9 @@ import torch
 from scipy import stats
 
 import envs
-from metarl.adaptation import adapt, advantages
 from metarl.checks import check_int
 from metarl.files import atomic_write, ensure_writable_dir, git_commit
+from metarl.learners.gradient.adaptation import adapt, advantages
 from metarl.policy_spec import PolicySpec, spec_from_meta
 from metarl.sampling import Sampler
 from policies import gaussian
@@ -168,7 +168,7 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
             is evaluated once, unadapted (it observes the task).
         horizon: episode length (default: the policy's training horizon).
         pretrain_timesteps: PPO steps of the pretrained and oracle baselines (default
-            :data:`metarl.baselines.PRETRAIN_TIMESTEPS`).
+            :data:`metarl.evaluation.baselines.PRETRAIN_TIMESTEPS`).
         cache_dir: cache of trained baselines (default ``~/.cache/metarl/baselines``).
 
     Returns:
@@ -178,7 +178,7 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
 
     from tqdm import tqdm
 
-    from metarl import baselines as bl
+    from metarl.evaluation import baselines as bl
 
     t_start = time.perf_counter()
     unknown = sorted(set(baselines or ()) - set(BASELINES))
@@ -293,7 +293,8 @@ def plot_adaptation(record: dict, path: Path) -> None:
     ax.set_xlabel("number of gradient steps")
     ax.set_ylabel("average return")
     # the direction families have two tasks only, which training sees too: not "held-out" there
-    which = "test tasks (both directions, also trained on)" if record["family"].endswith("Dir") else "held-out tasks"
+    two_tasks = envs.get_family(record["family"]).two_tasks
+    which = "test tasks (both directions, also trained on)" if two_tasks else "held-out tasks"
     ax.set_title(f"{record['family']}, H = {record['horizon']}\n{record['num_tasks']} {which}", fontsize="medium")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -1,5 +1,5 @@
 """The MAML paper's sinusoid regression family (Finn et al. 2017, sec. 5.1), meta-trained with the same
-:func:`metarl.adaptation.inner_update` as the RL learners: the classic picture of what MAML and
+:func:`metarl.learners.gradient.adaptation.inner_update` as the RL learners: the classic picture of what MAML and
 Reptile learn, and a check that the core is model-agnostic (``metarl sinusoid`` draws it).
 
 Tasks: y = A sin(x - phase), A ~ U[0.1, 5], phase ~ U[0, pi], x ~ U[-5, 5]; K points per task;
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.func import vmap
 
-from metarl.adaptation import inner_update
+from metarl.learners.gradient.adaptation import inner_update
 from policies import gaussian
 
 AMPLITUDE = (0.1, 5.0)

@@ -3,7 +3,7 @@ MAML-VPG, each optionally first-order, and Reptile. All operate on parameter dic
 batches; nothing loops over tasks.
 
 The outer objective is the importance-weighted surrogate of the post-adaptation episodes, with the
-adaptation ``theta -> theta'_t`` (one :func:`metarl.adaptation.adapt` per inner step) inside it, so
+adaptation ``theta -> theta'_t`` (one :func:`metarl.learners.gradient.adaptation.adapt` per inner step) inside it, so
 its gradient is the MAML meta-gradient (Finn et al. 2017; pytorch-maml-rl's TRPO formulation).
 """
 
@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-from metarl.adaptation import adapt
+from metarl.learners.gradient.adaptation import adapt
 from metarl.sampling import Episodes
 from policies import gaussian
 
@@ -53,7 +53,7 @@ def task_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def adapted_params(params: dict, batch: MetaBatch, inner_lr: float, first_order: bool,
                    activation: str, estimator: str = "vpg") -> dict:
     """Per-task parameters after one inner step on each of ``batch.inner`` (``estimator``: the inner
-    loss whose Hessian the meta-gradient sees, :func:`metarl.adaptation.inner_loss`)."""
+    loss whose Hessian the meta-gradient sees, :func:`metarl.learners.gradient.adaptation.inner_loss`)."""
     p = params
     for episodes, adv in zip(batch.inner, batch.inner_adv, strict=True):
         p = adapt(p, episodes, inner_lr, 1, first_order, advantages=adv, activation=activation, estimator=estimator)
@@ -323,7 +323,7 @@ def trpo_step_reference(params: dict, batch: MetaBatch, *, inner_lr: float, firs
     """:func:`trpo_step` the textbook way, for tests and benchmarks: adaptation and policy evaluation
     in a Python loop over tasks, Hessian-vector products by double backward of the KL (as
     pytorch-maml-rl). Returns ``(new_params, stats, direction)``."""
-    from metarl.adaptation import adapt_reference
+    from metarl.learners.gradient.adaptation import adapt_reference
 
     def outputs(p):
         for episodes, adv in zip(batch.inner, batch.inner_adv, strict=True):

@@ -32,11 +32,12 @@ import numpy as np
 import torch
 
 import envs
-from metarl import config
-from metarl.evaluation import adaptation_returns, load_meta_policy, mean_ci
-from metarl.files import atomic_write, ensure_writable_dir, git_commit
-from metarl.grbal import run_controller
-from metarl.model_based import planner_options
+from metarl import learners
+from metarl.evaluation.protocol import adaptation_returns, load_meta_policy, mean_ci
+from metarl.files import atomic_write, ensure_writable_dir, git_commit, load_torch_file
+from metarl.learners.model_based.grbal import run_controller
+from metarl.learners.model_based.learner import planner_options
+from metarl.training import config
 
 METHODS = ("grbal", "grbal-unadapted", "mb-mpc-adapted", "mb-mpc", "maml")
 PLANNER_KEYS = ("planner", "planner_horizon", "planner_candidates", "planner_iterations", "planner_noise",
@@ -49,8 +50,10 @@ def load_model_run(path: str | Path) -> tuple[dict, dict, config.Config, int]:
     if not (run / "model.pt").is_file():
         raise ValueError(f"no model.pt in {str(run)!r} (give a run directory of metarl train with algo grbal "
                          "or mb-mpc)")
-    model = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
-    cfg = config.from_dict(model["config"], str(run / "model.pt"))
+    model = load_torch_file(run / "model.pt", "model")
+    if not isinstance(model, dict) or not {"params", "stats", "config"} <= set(model):
+        raise ValueError(f"{str(run / 'model.pt')!r} is not a model written by metarl train (missing keys)")
+    cfg = config.from_dict(model["config"], str(run / "model.pt"), quiet=True)
     return model["params"], model["stats"], cfg, model.get("env_steps")
 
 
@@ -97,9 +100,9 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
     """
     t_start = time.perf_counter()
     params, stats, cfg, steps_used = load_model_run(run)
-    if cfg.algo != "grbal":
-        raise ValueError(f"{str(run)!r} was trained with algo {cfg.algo}; eval-model takes a grbal run "
-                         "(give mb-mpc runs as --mb-run)")
+    if not learners.get(cfg.algo).meta:
+        raise ValueError(f"{str(run)!r} was trained with algo {cfg.algo}, a non-meta baseline; evaluate the "
+                         "meta-trained model-based run and give this one as --mb-run")
     if planner:
         unknown = sorted(set(planner) - set(PLANNER_KEYS))
         if unknown:
@@ -120,8 +123,9 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
     models = {"grbal": (params, stats, cfg.inner_lr, steps_used), "grbal-unadapted": (params, stats, 0.0, steps_used)}
     if mb_run is not None:
         mb_params, mb_stats, mb_cfg, mb_steps = load_model_run(mb_run)
-        if mb_cfg.family != family or mb_cfg.algo != "mb-mpc":
-            raise ValueError(f"--mb-run must be an mb-mpc run of {family}, got {mb_cfg.algo} on {mb_cfg.family}")
+        if mb_cfg.family != family or learners.get(mb_cfg.algo).meta:
+            raise ValueError(f"--mb-run must be an mb-mpc run (a non-meta model-based run) of {family}, got "
+                             f"{mb_cfg.algo} on {mb_cfg.family}")
         models["mb-mpc-adapted"] = (mb_params, mb_stats, cfg.inner_lr, mb_steps)
         models["mb-mpc"] = (mb_params, mb_stats, 0.0, mb_steps)
     if methods is not None:

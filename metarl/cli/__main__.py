@@ -1,0 +1,5 @@
+"""``python -m metarl.cli``: the ``metarl`` command."""
+
+from metarl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""``metarl eval`` (alias ``eval-model``): any learner's run on held-out tasks, on one axis.
+
+Which evaluation runs is chosen by the run's learner kind in the registry (:mod:`metarl.learners`):
+a gradient learner's policy is adapted step by step (:func:`metarl.evaluation.protocol.evaluate`), a
+model-based run's controllers adapt online inside each episode
+(:func:`metarl.evaluation.model_based.evaluate_model_based`). Both records place each method on the axis
+of experience on the new task (episodes and env steps collected on it before the scored episode).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from metarl.cli.common import UsageError, usage_errors
+
+# flags that only one kind of evaluation reads, with their defaults
+MODEL_BASED_FLAGS = {"mb_run": None, "maml_run": None, "maml_steps": 1, "switch_at": None, "planner": [],
+                     "methods": None, "nthread": 0}
+POLICY_FLAGS = {"family": None, "steps": None, "baselines": None, "pretrain_timesteps": None}
+
+
+def run(args: argparse.Namespace) -> int:
+    from metarl.evaluation import learner_kind
+
+    kind = usage_errors(learner_kind, args.policy)
+    wrong = MODEL_BASED_FLAGS if kind == "gradient" else POLICY_FLAGS
+    given = [f"--{name.replace('_', '-')}" for name, default in wrong.items() if getattr(args, name) != default]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not for a {kind} run like {args.policy} (see metarl eval --help)")
+    return _eval_model(args) if kind == "model-based" else _eval_policy(args)
+
+
+def _eval_policy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from metarl.evaluation.protocol import evaluate
+
+    # None: every baseline defined for the family; evaluate() refuses unknown names
+    names = None if args.baselines is None else [b.strip() for b in args.baselines.split(",") if b.strip()]
+    from metarl.cli.demo import SHIPPED
+
+    source = Path(args.policy)
+    if args.out:
+        out = Path(args.out)
+    elif source.is_file() and source.resolve().parent == SHIPPED.resolve():
+        out = Path("runs") / f"eval-{source.stem}-seed{args.seed}"  # not into the installed package
+    else:
+        out = (source if source.is_dir() else source.parent) / f"eval-seed{args.seed}"
+    steps = 3 if args.steps is None else args.steps
+    record = usage_errors(
+        evaluate, source, out, family=args.family, num_tasks=args.tasks, steps=steps, episodes=args.episodes,
+        seed=args.seed, baselines=names, horizon=args.horizon, pretrain_timesteps=args.pretrain_timesteps,
+        progress=not args.no_progress)
+    print(f"{record['family']}, {record['num_tasks']} held-out tasks: horizon {record['horizon']}, "
+          f"{record['episodes']} episodes per task and step, inner lr {record['inner_lr']:g}, gamma "
+          f"{record['gamma']:g}, GAE lambda {record['gae_lambda']:g} (training values unless a flag set them); "
+          "mean return after 0..{} steps (95% CI)".format(record["steps"]))
+    for name, m in record["methods"].items():
+        cells = "  ".join(f"{mean:8.1f} [{lo:.1f}, {hi:.1f}]" for mean, (lo, hi) in zip(m["mean"], m["ci95"],
+                                                                                         strict=True))
+        lr = m.get("source", {}).get("inner_lr")
+        note = "   (told the task, not adapted)" if not m.get("adapted", True) else (
+            f"   (inner lr {lr:g}, best of the grid on training tasks)" if lr is not None else "")
+        print(f"  {name:<11s} {cells}{note}")
+    print(f"wrote {out / 'adaptation.json'}, adaptation.csv, adaptation.png")
+    return 0
+
+
+
+def _eval_model(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from metarl.checks import check_int
+    from metarl.evaluation.model_based import evaluate_model_based
+    from metarl.training.config import parse_override
+
+    episodes = 10 if args.episodes is None else args.episodes
+    for name in ("tasks", "seed", "maml_steps", "episodes", "horizon", "switch_at", "nthread"):
+        value = episodes if name == "episodes" else getattr(args, name)
+        usage_errors(check_int, f"--{name.replace('_', '-')}", value, 2 if name == "tasks" else
+                      (0 if name in ("seed", "maml_steps", "nthread") else 1),
+                      optional=name in ("horizon", "switch_at"))
+    out = Path(args.out or Path(args.policy) / f"model-eval-seed{args.seed}")
+    planner = dict(usage_errors(parse_override, o) for o in args.planner)
+    methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
+    print(f"evaluating on {args.tasks} held-out task draws (one episode each; a broken-actuator family has one "
+          "held-out joint or leg):", flush=True)
+    record = usage_errors(evaluate_model_based, args.policy, out, num_tasks=args.tasks, seed=args.seed,
+                           horizon=args.horizon, mb_run=args.mb_run, maml_run=args.maml_run, maml_steps=args.maml_steps,
+                           episodes=episodes, switch_at=args.switch_at, nthread=args.nthread,
+                           planner=planner, methods=methods, progress=not args.no_progress)
+    print(f"wrote {out / 'model_eval.json'}, model_eval.png ({record['wall_clock_s'] / 60:.1f} min)")
+    return 0
+
+
+
+
+def add(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval", aliases=["eval-model"], help="any run on held-out tasks: return against experience, with baselines",
+        description="Evaluate a training run on held-out tasks. A gradient learner's policy (a run directory or a "
+        "policy.pt): sample each task, adapt with its inner loop step by step, and report the mean return after "
+        "0..STEPS steps (k steps = k x EPISODES episodes of experience), with the pretrained and random baselines "
+        "adapted the same way with their best inner step size (chosen on training tasks), and the oracle, told the "
+        "task, not adapted; PPO baselines are trained once, cached in ~/.cache/metarl/baselines. Writes "
+        "adaptation.json, adaptation.csv and adaptation.png. A model-based run (grbal, mb-mpc): its controller "
+        "adapting online at every step, the same model unadapted, an mb-mpc model (--mb-run) and a policy "
+        "(--maml-run) on one episode per held-out task; --switch-at K adds episodes whose task changes after K "
+        "steps. Writes model_eval.json and model_eval.png. eval-model is the old name of this command.",
+    )
+    p.add_argument("policy", metavar="RUN_DIR|POLICY.pt", help="a training run directory or a policy.pt")
+    p.add_argument("--tasks", type=int, default=40, help="held-out tasks (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of tasks, sampling, planner and baselines (default: 0)")
+    p.add_argument("--horizon", type=int, help="episode length (default: the run's training horizon)")
+    p.add_argument("--episodes", type=int,
+                   help="episodes per task and inner step (default: the policy's training episodes_per_task; for a "
+                   "model-based run, the --maml-run policy's, 10)")
+    p.add_argument("--out", help="output directory (default: RUN_DIR/eval-seed<seed>, runs/eval-<family>-seed<seed> "
+                   "for a shipped policy, RUN_DIR/model-eval-seed<seed> for a model-based run)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("gradient-based runs (a policy)")
+    g.add_argument("--family", help="the family to evaluate on (default: the policy's; must match it)")
+    g.add_argument("--steps", type=int, help="inner gradient steps (default: 3)")
+    g.add_argument("--baselines",
+                   help="comma-separated: pretrained, random, oracle, or '' for none (default: all defined for "
+                   "the family; no oracle for the dynamics families)")
+    g.add_argument("--pretrain-timesteps", type=int,
+                   help="PPO steps of the pretrained and oracle baselines (default 1000000)")
+    m = p.add_argument_group("model-based runs (grbal, mb-mpc)")
+    m.add_argument("--mb-run", metavar="DIR", help="an algo mb-mpc run of the same family")
+    m.add_argument("--maml-run", metavar="DIR", help="a policy run (trpo, promp...) of the same family")
+    m.add_argument("--maml-steps", type=int, default=1, help="the policy's inner steps (default: %(default)s)")
+    m.add_argument("--switch-at", type=int, help="also run episodes whose task switches after this many steps")
+    m.add_argument("--nthread", type=int, default=0, help="simulation threads (default: every core)")
+    m.add_argument("--planner", action="append", default=[], metavar="KEY=VALUE",
+                   help="replace a planner setting of the GrBAL run for every controller (repeatable), e.g. "
+                   "--planner planner_candidates=500: what a knob costs in return")
+    m.add_argument("--methods", help="comma-separated subset of grbal, grbal-unadapted, mb-mpc-adapted, mb-mpc, "
+                   "maml (default: every one whose run is given)")
+    p.set_defaults(func=run)
