@@ -200,9 +200,14 @@ def test_eval_defaults_to_the_training_protocol_and_says_so(tmp_path, capsys):
     other, _ = adaptation_returns(params, spec, tasks, 1, 3, 0, 10, gamma=0.99, gae_lambda=1.0)
     np.testing.assert_allclose(record["methods"]["maml"]["per_task"], same)
     assert not np.allclose(same[1], other[1])
-    # a flag overrides the training value
-    assert main(["eval", str(path), "--tasks", "2", "--steps", "0", "--episodes", "2", "--baselines", "",
-                 "--out", str(out), "--no-progress"]) == 0
+    # a flag overrides the training value; an earlier record is replaced only with --force
+    again = ["eval", str(path), "--tasks", "2", "--steps", "0", "--episodes", "2", "--baselines", "", "--out", str(out),
+             "--no-progress"]
+    with pytest.raises(SystemExit):
+        main(again)
+    assert "already holds adaptation.json" in capsys.readouterr().err
+    assert json.loads((out / "adaptation.json").read_text())["episodes"] == 3
+    assert main([*again, "--force"]) == 0
     assert json.loads((out / "adaptation.json").read_text())["episodes"] == 2
 
 

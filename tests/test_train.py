@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 
+from metarl import learners
 from metarl.cli import main
 from metarl.training import config
 from policies import load_policy
@@ -152,12 +153,15 @@ def test_resuming_a_log_with_fewer_columns_keeps_one_header(tmp_path):
     assert new[0]["sampler_restarts"] == "" and new[1]["sampler_restarts"] == "0"
 
 
-@pytest.mark.parametrize("algo, first_order", [("maml-ppo", False), ("vpg", False), ("trpo", True), ("maml-ppo", True),
-                                              ("promp", False), ("reptile", False)])
+GRADIENT_LEARNERS = [e.name for e in learners.entries() if e.kind == "gradient"]
+
+
+@pytest.mark.parametrize("algo, first_order", [(name, False) for name in GRADIENT_LEARNERS]
+                         + [("trpo", True), ("maml-ppo", True)])
 def test_every_learner_runs_and_moves_the_parameters(tmp_path, algo, first_order):
     run = tmp_path / "run"
-    main(_tiny(run, "--set", f"algo={algo}", "--set", f"first_order={str(first_order).lower()}",
-               "--set", "iterations=2", "--set", "inner_steps=2"))
+    order = ["--set", "first_order=true"] if first_order else []
+    main(_tiny(run, "--set", f"algo={algo}", *order, "--set", "iterations=2", "--set", "inner_steps=2"))
     rows = _rows(run)
     assert len(rows) == 2 and all(r["accepted"] == "1" for r in rows)
     params, _ = load_policy(run / "policy.pt")

@@ -23,11 +23,38 @@ def run(args: argparse.Namespace) -> int:
     from metarl.evaluation import learner_kind
 
     kind = usage_errors(learner_kind, args.policy)
+    _refuse_existing_outputs(args, kind)
     wrong = MODEL_BASED_FLAGS if kind == "gradient" else POLICY_FLAGS
     given = [f"--{name.replace('_', '-')}" for name, default in wrong.items() if getattr(args, name) != default]
     if given:
         raise UsageError(f"{', '.join(given)}: not for a {kind} run like {args.policy} (see metarl eval --help)")
     return _eval_model(args) if kind == "model-based" else _eval_policy(args)
+
+
+def output_dir(args: argparse.Namespace, kind: str):
+    """``--out``, or the default: RUN_DIR/eval-seed<seed> (runs/eval-<family>-seed<seed> for a shipped policy,
+    never inside the installed package), RUN_DIR/model-eval-seed<seed> for a model-based run."""
+    from pathlib import Path
+
+    from metarl.cli.demo import SHIPPED
+
+    source = Path(args.policy)
+    if args.out:
+        return Path(args.out)
+    if kind == "model-based":
+        return source / f"model-eval-seed{args.seed}"
+    if source.is_file() and source.resolve().parent == SHIPPED.resolve():
+        return Path("runs") / f"eval-{source.stem}-seed{args.seed}"
+    return (source if source.is_dir() else source.parent) / f"eval-seed{args.seed}"
+
+
+def _refuse_existing_outputs(args: argparse.Namespace, kind: str) -> None:
+    """The rule of every command that writes a run's results: an existing result is replaced only with --force."""
+    record = "model_eval.json" if kind == "model-based" else "adaptation.json"
+    out = output_dir(args, kind)
+    if not args.force and (out / record).exists():
+        raise UsageError(f"{str(out)!r} already holds {record} from an earlier evaluation; pass --force to replace "
+                         "it, or choose another --out")
 
 
 def _eval_policy(args: argparse.Namespace) -> int:
@@ -37,15 +64,8 @@ def _eval_policy(args: argparse.Namespace) -> int:
 
     # None: every baseline defined for the family; evaluate() refuses unknown names
     names = None if args.baselines is None else [b.strip() for b in args.baselines.split(",") if b.strip()]
-    from metarl.cli.demo import SHIPPED
-
     source = Path(args.policy)
-    if args.out:
-        out = Path(args.out)
-    elif source.is_file() and source.resolve().parent == SHIPPED.resolve():
-        out = Path("runs") / f"eval-{source.stem}-seed{args.seed}"  # not into the installed package
-    else:
-        out = (source if source.is_dir() else source.parent) / f"eval-seed{args.seed}"
+    out = output_dir(args, "gradient")
     steps = 3 if args.steps is None else args.steps
     record = usage_errors(
         evaluate, source, out, family=args.family, num_tasks=args.tasks, steps=steps, episodes=args.episodes,
@@ -68,7 +88,6 @@ def _eval_policy(args: argparse.Namespace) -> int:
 
 
 def _eval_model(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from metarl.checks import check_int
     from metarl.evaluation.model_based import evaluate_model_based
@@ -80,7 +99,7 @@ def _eval_model(args: argparse.Namespace) -> int:
         usage_errors(check_int, f"--{name.replace('_', '-')}", value, 2 if name == "tasks" else
                       (0 if name in ("seed", "maml_steps", "nthread") else 1),
                       optional=name in ("horizon", "switch_at"))
-    out = Path(args.out or Path(args.policy) / f"model-eval-seed{args.seed}")
+    out = output_dir(args, "model-based")
     planner = dict(usage_errors(parse_override, o) for o in args.planner)
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
     print(f"evaluating on {args.tasks} held-out task draws (one episode each; a broken-actuator family has one "
@@ -117,6 +136,7 @@ def add(subparsers) -> None:
                    "model-based run, the --maml-run policy's, 10)")
     p.add_argument("--out", help="output directory (default: RUN_DIR/eval-seed<seed>, runs/eval-<family>-seed<seed> "
                    "for a shipped policy, RUN_DIR/model-eval-seed<seed> for a model-based run)")
+    p.add_argument("--force", action="store_true", help="replace the results an earlier evaluation left in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("gradient-based runs (a policy)")
     g.add_argument("--family", help="the family to evaluate on (default: the policy's; must match it)")

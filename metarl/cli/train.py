@@ -90,9 +90,16 @@ def run(args: argparse.Namespace) -> int:
     with _locked(out, created):
         try:
             usage_errors(run_dir.prepare, out, cfg, resume=resume, force=args.force)
-            if resume:  # the config it now runs with: a key that may change (iterations, device), or one the
-                config.dump(cfg, out / "config.yaml")  # saved file predates, written out
             trainer = usage_errors(Trainer, cfg, out, resume=resume, sampler=choice)
+            if resume:
+                if cfg.iterations < trainer.iteration:
+                    trainer.close()
+                    raise UsageError(f"the run in {str(out)!r} has done {trainer.iteration} iterations: --set "
+                                     f"iterations={cfg.iterations} would end it before where it is; give at least "
+                                     f"{trainer.iteration}")
+                # the config it now runs with: a key that may change (iterations, device), or one the saved
+                # file predates, written out
+                config.dump(cfg, out / "config.yaml")
         except UsageError:
             if created:  # e.g. a Ray worker that cannot start: leave no half-made run
                 shutil.rmtree(out, ignore_errors=True)

@@ -9,6 +9,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+SCHEMA = 2
+"""Version of the records (adaptation.json, model_eval.json): 2 adds each method's ``experience``."""
+
+
+def experience(episodes: list[int], env_steps: list[float], online: bool = False) -> dict:
+    """A method's place on the shared axis: for each score it reports, the experience of the new task that
+    came before the scored episodes.
+
+    Args:
+        episodes: episodes collected on the task before each score (a gradient learner after k steps of E
+            episodes: k * E; a model-based controller: 0).
+        env_steps: the env steps of those episodes, mean over tasks.
+        online: the method also adapts inside the scored episode, from its own transitions (a model-based
+            controller adapting at every step; a memory-based policy).
+    """
+    return {"episodes": [int(e) for e in episodes], "env_steps": [float(s) for s in env_steps], "online": online}
+
 
 def learner_kind(path: str | Path) -> str:
     """The registry kind (``"gradient"``, ``"model-based"``, ``"memory"``) of the learner that wrote ``path``:

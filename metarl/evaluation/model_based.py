@@ -33,6 +33,7 @@ import torch
 
 import envs
 from metarl import learners
+from metarl.evaluation import SCHEMA, experience
 from metarl.evaluation.protocol import adaptation_returns, load_meta_policy, mean_ci
 from metarl.files import atomic_write, ensure_writable_dir, git_commit, load_torch_file
 from metarl.learners.model_based.grbal import run_controller
@@ -144,17 +145,20 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
         per_task = ep["returns"].numpy()
         mean, lo, hi = mean_ci(per_task)
         methods[name] = {"mean": mean, "ci95": [lo, hi], "per_task": per_task.tolist(), "training_env_steps": used,
-                         "inner_lr": lr}
+                         "inner_lr": lr, "experience": experience([0], [0.0], online=lr > 0)}
         if progress:
             print(f"  {name:16s} {mean:9.1f} [{lo:.1f}, {hi:.1f}]   trained on {used} env steps", flush=True)
     if maml is not None:
         policy, spec = maml
+        steps_sampled = []
         returns, _ = adaptation_returns(policy, spec, tasks, maml_steps, episodes, seed, horizon, gamma=spec.gamma,
-                                        gae_lambda=spec.gae_lambda, nthread=nthread)
+                                        gae_lambda=spec.gae_lambda, nthread=nthread, env_steps=steps_sampled)
         mean, lo, hi = mean_ci(returns[-1])
         used = _training_env_steps(Path(maml_run) if Path(maml_run).is_dir() else Path(maml_run).parent)
         methods["maml"] = {"mean": mean, "ci95": [lo, hi], "per_task": returns[-1].tolist(), "training_env_steps": used,
-                           "after_steps": maml_steps, "episodes_per_step": episodes}
+                           "after_steps": maml_steps, "episodes_per_step": episodes,
+                           "experience": experience([maml_steps * episodes],
+                                                    [sum(float(s.mean()) for s in steps_sampled[:-1])])}
         if progress:
             print(f"  {'maml':16s} {mean:9.1f} [{lo:.1f}, {hi:.1f}]   after {maml_steps} step(s); trained on "
                   f"{used} env steps", flush=True)
@@ -165,7 +169,9 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
               "maml_run": None if maml_run is None else str(maml_run), "planner": plan_opts,
               "planner_overrides": dict(planner or {}),
               "past_steps": cfg.past_steps, "methods": methods, "ci": "95% Student-t interval of the mean over tasks",
-              "commit": git_commit()}
+              "commit": git_commit(), "schema": SCHEMA,
+              "axis": "experience of the new task before the scored episode (methods[*].experience): the controllers "
+                      "0 episodes, adapting online inside it; the policy its inner steps' episodes"}
     if switch_at is not None:
         before = envs.task_split(family, "train", num_tasks, seed, **cfg.family_options)
         per_step = {}

@@ -16,6 +16,7 @@ from scipy import stats
 
 import envs
 from metarl.checks import check_int
+from metarl.evaluation import SCHEMA, experience
 from metarl.files import atomic_write, ensure_writable_dir, git_commit
 from metarl.learners.gradient.adaptation import adapt, advantages
 from metarl.policy_spec import PolicySpec, spec_from_meta
@@ -52,7 +53,8 @@ def load_meta_policy(path: str | Path, family: str | None = None) -> tuple[dict,
 
 def adaptation_returns(params: dict, spec: PolicySpec, tasks: list[dict], steps: int, episodes: int,
                        seed: int, horizon: int | None = None, gamma: float = 0.99, gae_lambda: float = 1.0,
-                       inner_lr: float | None = None, nthread: int = 0) -> tuple[np.ndarray, list[dict]]:
+                       inner_lr: float | None = None, nthread: int = 0,
+                       env_steps: list | None = None) -> tuple[np.ndarray, list[dict]]:
     """Return of every task after 0..``steps`` inner steps.
 
     Args:
@@ -64,6 +66,7 @@ def adaptation_returns(params: dict, spec: PolicySpec, tasks: list[dict], steps:
         seed: seeds the sampler (initial states and action noise).
         horizon: episode length (default: the policy's training horizon, else the family's).
         inner_lr: inner step size (default: the policy's).
+        env_steps: if a list, receives each step's ``[T]`` env steps sampled per task (its episodes' length).
 
     Returns:
         ``(returns [K + 1, T], params_per_step)``: mean episode return of task t after k steps, and
@@ -78,6 +81,8 @@ def adaptation_returns(params: dict, spec: PolicySpec, tasks: list[dict], steps:
     for k in range(steps + 1):
         episodes_k = sampler.sample(current, tasks)
         returns.append(episodes_k.returns_per_task().numpy())
+        if env_steps is not None:
+            env_steps.append(episodes_k.mask.sum(dim=(1, 2)).numpy())
         if k < steps:
             adv = advantages(episodes_k, gamma, gae_lambda)
             with torch.no_grad():
@@ -227,11 +232,14 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
             info = {**info, "inner_lr": lr, "inner_lr_grid": {f"{k:g}": v for k, v in scores.items()},
                     "inner_lr_chosen_on": f"{min(num_tasks, LR_GRID_TASKS)} training tasks, mean return after "
                                           f"1..{steps} steps"}
+        steps_sampled = []
         returns, _ = adaptation_returns(p, specs[name], tasks, k_max, episodes, seed, horizon, gamma=spec.gamma,
-                                        gae_lambda=spec.gae_lambda, inner_lr=lr)
+                                        gae_lambda=spec.gae_lambda, inner_lr=lr, env_steps=steps_sampled)
         summary = [mean_ci(returns[k]) for k in range(k_max + 1)]
+        before = np.cumsum([0.0] + [float(s.mean()) for s in steps_sampled[:-1]])  # env steps before each score
         methods[name] = {"mean": [s[0] for s in summary], "ci95": [[s[1], s[2]] for s in summary],
-                         "per_task": returns.tolist(), "adapted": name != "oracle", "source": info}
+                         "per_task": returns.tolist(), "adapted": name != "oracle", "source": info,
+                         "experience": experience([k * episodes for k in range(k_max + 1)], before.tolist())}
     config_path = Path(path) / "config.yaml" if Path(path).is_dir() else Path(path).parent / "config.yaml"
     record = {
         "family": spec.family, "family_options": spec.family_options, "steps": steps, "num_tasks": num_tasks,
@@ -240,7 +248,9 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
         "tasks": tasks, "policy": str(path),
         "config": config_path.read_text() if config_path.is_file() else None,
         "commit": git_commit(), "wall_clock_s": time.perf_counter() - t_start,
-        "ci": "95% Student-t interval of the mean over tasks", "methods": methods,
+        "ci": "95% Student-t interval of the mean over tasks", "methods": methods, "schema": SCHEMA,
+        "axis": "experience of the new task before the scored episodes: k inner steps of E episodes = k * E "
+                "episodes (methods[*].experience)",
     }
     _write_outputs(record, out)
     return record
@@ -270,15 +280,16 @@ STYLES = {"maml": ("tab:red", "o"), "pretrained": ("tab:blue", "s"), "random": (
 
 
 def plot_adaptation(record: dict, path: Path) -> None:
-    """Average return against number of gradient steps, one line per method with its 95% CI band
-    (the layout of the MAML paper's figure 5)."""
+    """Average return against experience of the new task, one line per method with its 95% CI band: the
+    layout of the MAML paper's figure 5, whose k gradient steps sit at k x E episodes of experience, the
+    axis every learner kind is placed on."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=120)
-    steps = np.arange(record["steps"] + 1)
+    steps = np.arange(record["steps"] + 1) * record["episodes"]  # episodes of experience before each score
     for name, m in record["methods"].items():
         color, marker = STYLES.get(name, ("tab:green", "d"))
         lo, hi = np.array(m["ci95"]).T
@@ -289,8 +300,8 @@ def plot_adaptation(record: dict, path: Path) -> None:
             continue
         ax.plot(steps, m["mean"], marker=marker, color=color, label=LABELS.get(name, name))
         ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
-    ax.set_xticks(steps)
-    ax.set_xlabel("number of gradient steps")
+    ax.set_xticks(steps, [f"{e}\n({k} step{'' if k == 1 else 's'})" for k, e in enumerate(steps)])
+    ax.set_xlabel("episodes of experience on the new task (gradient steps)")
     ax.set_ylabel("average return")
     # the direction families have two tasks only, which training sees too: not "held-out" there
     two_tasks = envs.get_family(record["family"]).two_tasks
