@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     kind = usage_errors(learner_kind, args.policy)
     _refuse_existing_outputs(args, kind)
-    wrong = MODEL_BASED_FLAGS if kind == "gradient" else POLICY_FLAGS
+    wrong = POLICY_FLAGS if kind == "model-based" else MODEL_BASED_FLAGS
     given = [f"--{name.replace('_', '-')}" for name, default in wrong.items() if getattr(args, name) != default]
     if given:
         raise UsageError(f"{', '.join(given)}: not for a {kind} run like {args.policy} (see metarl eval --help)")

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 MODULES = (
     "metarl.learners.gradient.maml",
     "metarl.learners.model_based.learner",
+    "metarl.learners.rl.ppo",
 )
 # Names a config may still use; each maps to its current name with a warning.
 RENAMED = {"ppo": ("maml-ppo", "algo 'ppo' is now called 'maml-ppo' (MAML with a PPO outer step and the VPG inner "
                                "loss; ProMP is 'promp'); running it as such")}
-KINDS = ("gradient", "model-based", "memory")
+KINDS = ("gradient", "model-based", "memory", "rl")
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ class LearnerEntry:
     Attributes:
         name: its ``algo`` name.
         kind: ``"gradient"`` (adapts policy parameters by gradient steps), ``"model-based"`` (adapts a
-            dynamics model and plans) or ``"memory"`` (adapts in its activations).
+            dynamics model and plans), ``"memory"`` (adapts in its activations) or ``"rl"`` (plain RL, no
+            meta-learning: the baselines; its policy is evaluated, and fine-tuned, as a gradient learner's).
         config: its config dataclass.
         make: ``make(cfg, sampler) -> Learner`` for a checked config and a
             :class:`metarl.sampling.SamplerChoice`.
