@@ -14,10 +14,10 @@ statistics, fitted on the data and never adapted.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from policies.mlp import init_layers
 
 STAT_KEYS = ("obs_mean", "obs_std", "act_mean", "act_std", "delta_mean", "delta_std")
 
@@ -38,13 +38,7 @@ def init_dynamics(obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (5
     for name, value in (("obs_dim", obs_dim), ("act_dim", act_dim), *(("hidden size", h) for h in hidden_sizes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    sizes = (obs_dim + act_dim, *hidden_sizes, obs_dim)
-    params = {}
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        bound = math.sqrt(6.0 / (fan_in + fan_out))
-        params[f"w{i}"] = (2.0 * torch.rand(fan_out, fan_in, generator=generator) - 1.0) * bound
-        params[f"b{i}"] = torch.zeros(fan_out)
-    return params
+    return init_layers((obs_dim + act_dim, *hidden_sizes, obs_dim), generator)
 
 
 def fit_stats(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor, mask: torch.Tensor | None = None,

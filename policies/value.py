@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from policies.mlp import init_layers
 
 
 def init_value(obs_dim: int, hidden_sizes: tuple[int, ...] = (64, 64),
@@ -15,14 +15,7 @@ def init_value(obs_dim: int, hidden_sizes: tuple[int, ...] = (64, 64),
     Returns:
         ``{"w0": [h0, obs_dim], "b0": [h0], ..., "wK": [1, h_last], "bK": [1]}`` float32 leaves.
     """
-    sizes = (int(obs_dim), *(int(h) for h in hidden_sizes), 1)
-    params = {}
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        bound = math.sqrt(6.0 / (fan_in + fan_out))
-        params[f"w{i}"] = (2.0 * torch.rand(fan_out, fan_in, generator=generator) - 1.0) * bound
-        params[f"b{i}"] = torch.zeros(fan_out)
-    return params
-
+    return init_layers((int(obs_dim), *(int(h) for h in hidden_sizes), 1), generator)
 
 def value(params: dict[str, torch.Tensor], obs: torch.Tensor, activation: str = "tanh") -> torch.Tensor:
     """``V(obs)``: ``obs [..., obs_dim]`` -> ``[...]``."""
