@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     from metarl.files import git_commit
 
     record = {"benchmark": "ppo", "family": spec["family"], "task": spec["task"], "steps": args.steps,
-              "seeds": seeds, "bin": BIN, "sb3_settings": spec["sb3"], "ours_config": (ROOT / spec["config"]).read_text(),
+              "seeds": seeds, "bin": BIN, "sb3_settings": spec["sb3"],
+              "ours_config": (ROOT / spec["config"]).read_text(),
               "commit": git_commit(), "runs": runs}
     if "sb3" in runs and "ours" in runs:
         record["summary"] = summarize(runs, args.steps)

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from metarl.sampling.local import Episodes, Sampler
+from metarl.sampling.local import Episodes, MlpPolicy, Sampler
 
 
 @runtime_checkable
@@ -50,16 +50,20 @@ class EpisodeSampler(Protocol):
 class BatchPolicy(Protocol):
     """A policy acting in ``N`` simulations at once, optionally with state.
 
-    ``initial_state(N)`` gives the state at the start of a trial (``None`` for a stateless policy);
-    ``act(obs [N, obs_dim], state, deterministic) -> (actions [N, act_dim], state)`` is called at every
-    control step; a sampler running trials of several episodes on one task passes the state on across
+    ``initial_state(N)`` gives the state at the start of a trial (``None`` for a stateless policy, else a
+    tensor or tuple of tensors with a leading axis N). ``act(obs [N, obs_dim], state, last_reward [N],
+    episode_start [N] bool, deterministic, generator) -> (actions [N, act_dim], state)`` is called at
+    every control step with the reward of the simulation's previous step (0 at a trial's start) and
+    whether this step starts an episode: what RL²'s input needs besides the observation.
+    :meth:`Sampler.sample_trials` runs trials of several episodes of one task, passes the state on across
     their boundaries and calls ``initial_state`` again only for a new trial.
     """
 
     def initial_state(self, num: int) -> object:
         ...
 
-    def act(self, obs: torch.Tensor, state: object, deterministic: bool = False) -> tuple[torch.Tensor, object]:
+    def act(self, obs: torch.Tensor, state: object, last_reward: torch.Tensor, episode_start: torch.Tensor,
+            deterministic: bool = False, generator: torch.Generator | None = None) -> tuple[torch.Tensor, object]:
         ...
 
 
@@ -95,4 +99,4 @@ def make_sampler(choice: SamplerChoice, family: str, num_tasks: int, episodes_pe
     raise ValueError(f"sampler must be 'local' or 'ray', got {choice.kind!r}")
 
 
-__all__ = ["BatchPolicy", "EpisodeSampler", "Episodes", "LOCAL", "Sampler", "SamplerChoice", "make_sampler"]
+__all__ = ["BatchPolicy", "EpisodeSampler", "Episodes", "LOCAL", "MlpPolicy", "Sampler", "SamplerChoice", "make_sampler"]

@@ -194,6 +194,112 @@ class Sampler:
         return Episodes(tem(obs), tem(actions), tem(rewards), tem(mask), tem(terminated), tem(truncated))
 
 
+    def sample_trials(self, policy, tasks: list[dict], episodes_per_trial: int,
+                      deterministic: bool = False) -> Episodes:
+        """Roll out E trials of each task, a trial being ``episodes_per_trial`` (K) episodes of the task in a
+        row with the policy's state carried across their boundaries (reset only at the trial's start):
+        what a memory-based policy (RL²) needs. Any :class:`metarl.sampling.BatchPolicy` runs here; the
+        Gaussian MLP keeps its faster path in :meth:`sample`.
+
+        The state is ``None`` or a tensor (or tuple of tensors) with a leading simulation axis; a
+        simulation whose episode has ended keeps its state until the next episode of the trial starts.
+        Episode 0 of a trial starts from the same initial state as :meth:`sample`'s episode with the same
+        seeds; episode k > 0 from ``default_rng([reset_seed, task_id, e, k])``.
+
+        Args:
+            policy: ``initial_state(N)`` and ``act(obs [N, obs_dim], state, last_reward [N],
+                episode_start [N] bool, deterministic, generator) -> (actions [N, act_dim], state)``.
+            tasks: T task dicts.
+            episodes_per_trial: K >= 1.
+
+        Returns:
+            :class:`Episodes` ``[T, E, K * H]``: episode k of a trial at steps ``k * H .. k * H + H - 1``,
+            each episode's end flagged in ``terminated`` / ``truncated``, steps after it masked.
+        """
+        T, E, H, K = self.num_tasks, self.episodes_per_task, self.horizon, int(episodes_per_trial)
+        if len(tasks) != T:
+            raise ValueError(f"sampler was built for {T} tasks, got {len(tasks)}")
+        if K < 1:
+            raise ValueError(f"episodes_per_trial must be >= 1, got {episodes_per_trial!r}")
+        reset_seed, noise_seed = self.next_seeds()
+        generator = torch.Generator().manual_seed(noise_seed)
+        N = T * E
+        self.env.set_tasks([task for task in tasks for _ in range(E)])
+        obs = torch.zeros(K * H, N, self.obs_dim)
+        actions = torch.zeros(K * H, N, self.act_dim)
+        rewards, mask = torch.zeros(K * H, N), torch.zeros(K * H, N)
+        terminated = torch.zeros(K * H, N, dtype=torch.bool)
+        truncated = torch.zeros(K * H, N, dtype=torch.bool)
+        features = None
+        if self.task_in_obs:
+            features = torch.as_tensor(envs.task_features(self.family, tasks), dtype=torch.float32)
+            features = features.repeat_interleave(E, dim=0)
+        state = policy.initial_state(N)
+        last_reward = torch.zeros(N)
+        low, high = self.env.single_action_space.low, self.env.single_action_space.high
+        with torch.no_grad():
+            for k in range(K):
+                seeds = [[reset_seed, t, e] + ([k] if k else []) for t in range(T) for e in range(E)]
+                obs_np, _ = self.env.reset(seed=seeds)
+                active = torch.ones(N, dtype=torch.bool)
+                for h in range(H):
+                    row = k * H + h
+                    o = torch.as_tensor(obs_np, dtype=torch.float32)
+                    if features is not None:
+                        o = torch.cat([o, features], dim=1)
+                    start = torch.full((N,), h == 0)
+                    a, new_state = policy.act(o, state, last_reward, start, deterministic, generator)
+                    state = _keep_where(active, new_state, state)
+                    env_actions = a.double().numpy() * self.action_scale
+                    if self.clip_actions:
+                        env_actions = np.clip(env_actions, low, high)
+                    obs_np, r, term, trunc, info = self.env.step(env_actions)
+                    now = torch.as_tensor(info["active"])
+                    obs[row], actions[row] = o * now[:, None], a * now[:, None]
+                    rewards[row] = torch.as_tensor(r, dtype=torch.float32) * now
+                    mask[row] = now.float()
+                    terminated[row] = torch.as_tensor(term) & now
+                    truncated[row] = torch.as_tensor(trunc) & now
+                    last_reward = torch.where(now, torch.as_tensor(r, dtype=torch.float32), last_reward)
+                    active = now & ~torch.as_tensor(term | trunc)
+                    if not active.any():
+                        break
+
+        def tem(x):  # [K * H, T * E, ...] -> [T, E, K * H, ...]
+            return x.view(K * H, T, E, *x.shape[2:]).movedim(0, 2).contiguous()
+
+        return Episodes(tem(obs), tem(actions), tem(rewards), tem(mask), tem(terminated), tem(truncated))
+
+
+def _keep_where(active: torch.Tensor, new, old):
+    """``new`` for active simulations, ``old`` for ended ones (tensors or tuples of tensors, leading axis N)."""
+    if new is None:
+        return None
+    if isinstance(new, tuple):
+        return tuple(_keep_where(active, n, o) for n, o in zip(new, old, strict=True))
+    where = active.view(-1, *([1] * (new.dim() - 1)))
+    return torch.where(where, new, old)
+
+
+class MlpPolicy:
+    """The Gaussian MLP as a :class:`metarl.sampling.BatchPolicy` (stateless): ``params`` shared by every
+    simulation."""
+
+    def __init__(self, params: dict[str, torch.Tensor], activation: str = "tanh"):
+        self.params = {k: v.detach() for k, v in params.items()}
+        self.activation = activation
+
+    def initial_state(self, num: int):
+        return None
+
+    def act(self, obs, state, last_reward, episode_start, deterministic=False, generator=None):
+        mean, log_std = gaussian.mean_log_std(self.params, obs, self.activation)
+        if deterministic:
+            return mean, state
+        noise = torch.randn(mean.shape, generator=generator)
+        return gaussian.sample(mean, log_std, noise), state
+
+
 @contextlib.contextmanager
 def _one_torch_thread():
     threads = torch.get_num_threads()
