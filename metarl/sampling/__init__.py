@@ -99,4 +99,5 @@ def make_sampler(choice: SamplerChoice, family: str, num_tasks: int, episodes_pe
     raise ValueError(f"sampler must be 'local' or 'ray', got {choice.kind!r}")
 
 
-__all__ = ["BatchPolicy", "EpisodeSampler", "Episodes", "LOCAL", "MlpPolicy", "Sampler", "SamplerChoice", "make_sampler"]
+__all__ = ["BatchPolicy", "EpisodeSampler", "Episodes", "LOCAL", "MlpPolicy", "Sampler", "SamplerChoice",
+           "make_sampler"]
