@@ -24,7 +24,7 @@ def test_defaults_have_the_paper_values():
 def test_every_shipped_config_loads():
     from pathlib import Path
 
-    files = sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.yaml"))
+    files = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml"))
     assert files
     for f in files:
         config.load(f)
@@ -47,7 +47,7 @@ def test_every_shipped_config_loads():
         ("inner_lr: .nan\n", "'inner_lr' must be a finite number"),
         ("iterations: 3\niterations: 4\n", "duplicate key 'iterations'"),
         ("max_kl: 0\n", "'max_kl' must be > 0"),
-        ("algo: sac\n", "'algo' must be one of trpo, maml-ppo, promp, vpg, reptile, grbal, mb-mpc, got 'sac'"),
+        ("algo: sac\n", "'algo' must be one of trpo, maml-ppo, promp, vpg, reptile, grbal, mb-mpc, batched-ppo, got 'sac'"),
         ("inner_estimator: magic\n", "'inner_estimator' must be one of vpg, lvc, dice or null, got 'magic'"),
         ("inner_estimator: 1\n", "'inner_estimator' must be str | None"),
         ("first_order: true\ninner_estimator: dice\n", "no effect with first_order: true"),

@@ -1,11 +1,11 @@
 """batched-ppo: each piece against a reference, then learning, resume and the oracle from the command line."""
 
-import csv
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import progress_rows
 
 from metarl.cli import main
 from metarl.learners.rl import ppo
@@ -80,9 +80,7 @@ def _config(tmp_path, **extra):
     return str(path)
 
 
-def _rows(run):
-    with open(run / "progress.csv") as f:
-        return list(csv.DictReader(f))
+_rows = progress_rows
 
 
 def test_ppo_learns_to_reach_a_goal(tmp_path):

@@ -5,6 +5,7 @@ import csv
 import pytest
 import torch
 import yaml
+from conftest import progress_rows
 
 from metarl import learners
 from metarl.cli import main
@@ -14,9 +15,7 @@ from policies import load_policy
 NAV = "configs/navigation2d.yaml"
 
 
-def _rows(run):
-    with open(run / "progress.csv") as f:
-        return list(csv.DictReader(f))
+_rows = progress_rows
 
 
 def test_maml_trpo_learns_navigation2d(tmp_path):

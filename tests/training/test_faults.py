@@ -1,6 +1,5 @@
 """Training survives interruption, SIGKILL, non-finite steps and crafted checkpoints."""
 
-import csv
 import os
 import signal
 import subprocess
@@ -9,6 +8,7 @@ import time
 
 import pytest
 import torch
+from conftest import progress_rows
 
 from metarl.cli import main
 from metarl.learners.gradient import outer as algos
@@ -18,9 +18,7 @@ from metarl.training.loop import NonFiniteError, Trainer
 TINY = ["--set", "meta_batch_size=4", "--set", "episodes_per_task=3", "--set", "horizon=20"]
 
 
-def _rows(run):
-    with open(run / "progress.csv") as f:
-        return list(csv.DictReader(f))
+_rows = progress_rows
 
 
 def _start(run, *extra):

@@ -11,7 +11,7 @@ from envs.engine import MujocoVectorEnv, NavigationVectorEnv
 from envs.families import TASK_KINDS, task_features
 from envs.rewards import transition_reward
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = "|".join(envs.FAMILIES)
 # A family name compared with == or != (either side), a name suffix test, a BROKEN_ACTUATORS membership
 # test, or the Navigation2D test "body is None".
