@@ -91,7 +91,6 @@ def load_torch_file(path: str | Path, what: str = "metarl file"):
             refuses.
     """
     import pickle
-    import zipfile
 
     import torch
 
@@ -107,6 +106,6 @@ def load_torch_file(path: str | Path, what: str = "metarl file"):
             raise ValueError(f"{str(path)!r} holds objects other than tensors and plain values, which the safe loader "
                              f"refuses to run; it is not a {what} written by metarl") from None
         raise ValueError(f"{str(path)!r} is not a torch file (not a {what} written by metarl)") from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError):
+    except Exception:  # torch raises assorted types (EOFError, KeyError, RuntimeError...) for foreign bytes
         raise ValueError(f"{str(path)!r} is not a readable torch file (truncated or not written by torch); "
                          f"expected a {what}") from None

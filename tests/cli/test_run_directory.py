@@ -129,3 +129,16 @@ def test_row18_a_crafted_checkpoint_gets_our_complete_message(tmp_path, capsys):
     torch.save({"iteration": 1, "x": Path("/")}, out / "checkpoint.pt")  # an object the safe loader refuses
     err = _fails(["train", "--resume", str(out), "--set", "iterations=2"], capsys, "safe loader refuses")
     assert err.rstrip().endswith("it is not a checkpoint written by metarl")
+
+
+@pytest.mark.parametrize("content, message", [(b"", "is empty (0 bytes)"), (b"\x80\x04junk" * 20, "not a")])
+def test_row7_an_empty_or_foreign_model_is_one_line(tmp_path, capsys, content, message):
+    from metarl.training import config
+
+    run = tmp_path / "grbal"
+    run.mkdir()
+    config.dump(config.load("configs/grbal-halfcheetah-disabled-joint.yaml"), run / "config.yaml")
+    (run / "model.pt").write_bytes(content)
+    _fails(["eval", str(run), "--tasks", "2", "--out", str(tmp_path / "ev")], capsys, message)
+    _fails(["render", str(run), "--test-task", "0", "--out", str(tmp_path / "v.mp4")], capsys, message)
+    assert not (tmp_path / "ev").exists() and not (tmp_path / "v.mp4").exists()
