@@ -91,6 +91,7 @@ def load_torch_file(path: str | Path, what: str = "metarl file"):
             refuses.
     """
     import pickle
+    import warnings
 
     import torch
 
@@ -100,7 +101,9 @@ def load_torch_file(path: str | Path, what: str = "metarl file"):
     if path.stat().st_size == 0:
         raise ValueError(f"{str(path)!r} is empty (0 bytes), not a {what}; it was probably cut short while written")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own notes on foreign pickles: our error below says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights only load failed" in str(e).lower() or "unsupported global" in str(e).lower():
             raise ValueError(f"{str(path)!r} holds objects other than tensors and plain values, which the safe loader "
