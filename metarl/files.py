@@ -112,3 +112,19 @@ def load_torch_file(path: str | Path, what: str = "metarl file"):
     except Exception:  # torch raises assorted types (EOFError, KeyError, RuntimeError...) for foreign bytes
         raise ValueError(f"{str(path)!r} is not a readable torch file (truncated or not written by torch); "
                          f"expected a {what}") from None
+
+
+def remove_stale_temporaries(directory: str | Path, names: tuple[str, ...]) -> list[Path]:
+    """Remove what :func:`atomic_write` left of ``names`` in ``directory`` when a process was killed mid-write
+    (its hidden ``.<stem>.*<suffix>`` files); returns the files removed. Call it only where this process is the
+    directory's one writer of those names."""
+    removed = []
+    directory = Path(directory)
+    if not directory.is_dir():
+        return removed
+    for name in names:
+        stem, suffix = Path(name).stem, Path(name).suffix
+        for stale in directory.glob(f".{stem}.*{suffix}"):
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed

@@ -16,6 +16,7 @@ from metarl.cli.common import UsageError, usage_errors
 # flags that only one kind of evaluation reads, with their defaults
 MODEL_BASED_FLAGS = {"mb_run": None, "maml_run": None, "maml_steps": 1, "switch_at": None, "planner": [],
                      "methods": None, "nthread": 0}
+OUTPUTS = {False: ("adaptation.json", "adaptation.csv", "adaptation.png"), True: ("model_eval.json", "model_eval.png")}
 POLICY_FLAGS = {"family": None, "steps": None, "baselines": None, "pretrain_timesteps": None}
 
 
@@ -55,6 +56,10 @@ def _refuse_existing_outputs(args: argparse.Namespace, kind: str) -> None:
     if not args.force and (out / record).exists():
         raise UsageError(f"{str(out)!r} already holds {record} from an earlier evaluation; pass --force to replace "
                          "it, or choose another --out")
+    from metarl.files import remove_stale_temporaries
+
+    # an evaluation killed mid-write left hidden partial files beside its outputs: this run replaces them
+    remove_stale_temporaries(out, OUTPUTS[kind == "model-based"])
 
 
 def _eval_policy(args: argparse.Namespace) -> int:

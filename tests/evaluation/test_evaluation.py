@@ -262,3 +262,18 @@ def test_adapted_baselines_get_their_best_step_size_chosen_on_training_tasks(tmp
     assert all(t not in record["tasks"] for tasks, _ in grid_calls for t in tasks)  # training tasks only
     # the test tasks are then adapted with the chosen step size; the meta-policy keeps its own
     assert (record["tasks"], source["inner_lr"]) in seen and (record["tasks"], None) in seen
+
+
+def test_partial_files_of_an_evaluation_killed_mid_write_are_cleaned(tmp_path):
+    # catalogue row 20: SIGKILL during atomic_write leaves hidden temporaries beside the outputs
+    from metarl.cli import main
+
+    path = _tiny_policy(tmp_path)
+    out = tmp_path / "ev"
+    out.mkdir()
+    stale = [out / ".adaptation.x1y2.json", out / ".adaptation.q9.png"]
+    for f in stale:
+        f.write_bytes(b"")
+    assert main(["eval", str(path), "--tasks", "2", "--steps", "0", "--episodes", "1", "--baselines", "", "--out",
+                 str(out), "--no-progress"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["adaptation.csv", "adaptation.json", "adaptation.png"]
