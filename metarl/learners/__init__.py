@@ -81,9 +81,15 @@ def _load() -> None:
 
 
 def entries() -> list[LearnerEntry]:
-    """Every registered learner, in registration order."""
+    """Every registered learner, in the order of :data:`MODULES` (then of registration), whichever module was
+    imported first."""
     _load()
-    return list(_REGISTRY.values())
+
+    def place(entry: LearnerEntry) -> int:
+        module = entry.make.__module__
+        return MODULES.index(module) if module in MODULES else len(MODULES)
+
+    return sorted(_REGISTRY.values(), key=place)  # stable: registration order within a module
 
 
 def names() -> list[str]:
@@ -104,4 +110,4 @@ def get(name: str) -> LearnerEntry:
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown learner {name!r}; registered: {', '.join(_REGISTRY)}") from None
+        raise ValueError(f"unknown learner {name!r}; registered: {', '.join(names())}") from None
