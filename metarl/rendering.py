@@ -61,22 +61,68 @@ def check_steps(steps) -> list[int]:
     return sorted({int(v) for v in values})
 
 
+TEMP_EXTRA = len(".") + len(".XXXXXXXX")  # metarl.files.atomic_write's temporary file: .<stem>.XXXXXXXX<suffix>
+
+
 def check_out(out: str | os.PathLike) -> Path:
-    """``out`` as a Path ending in .mp4 or .gif whose directory exists and is writable (nothing is left there)."""
+    """``out`` as a Path ending in .mp4 or .gif whose directory exists, or can be made, and is writable; nothing
+    is written or made here (:func:`make_out_dir` makes the directory when the video is ready)."""
     out = Path(out)
     if out.suffix.lower() not in FORMATS:
-        raise ValueError(f"output {str(out)!r} must end in .mp4 or .gif, not {out.suffix or 'no extension'!r}")
-    if out.is_dir():
-        raise ValueError(f"output {str(out)!r} is a directory; give a file name ending in .mp4 or .gif")
-    directory = out.parent
-    if not directory.is_dir():
-        raise ValueError(f"directory {str(directory)!r} of the output does not exist")
+        raise ValueError(f"--out {str(out)!r} must end in .mp4 or .gif, not {out.suffix or 'no extension'!r}")
     try:
-        with tempfile.TemporaryFile(dir=directory):
-            pass
+        existing = out.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ValueError(f"--out {str(out)!r}: {str(existing)!r} is a file, not a directory; give a path in a "
+                             "directory")
+        try:
+            name_max = os.pathconf(existing, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            name_max = 255
+        length = len(os.fsencode(out.name))
+        if length + TEMP_EXTRA > name_max:
+            short = out.name[:20] + "..." + out.name[-10:]
+            raise ValueError(f"--out file name {short!r} is too long: {length} bytes, at most {name_max - TEMP_EXTRA} "
+                             f"fit ({name_max} in this file system, less {TEMP_EXTRA} for the temporary file written "
+                             "beside it); give a shorter name")
+        if out.is_dir():
+            raise ValueError(f"--out {str(out)!r} is a directory; give a file name ending in .mp4 or .gif")
+        if existing == out.parent:
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
     except OSError as e:
-        raise ValueError(f"cannot write into {str(directory)!r}: {e.strerror or e}") from None
+        raise ValueError(f"--out {str(out)!r}: cannot write there ({e.strerror or e}); give another path") from None
     return out
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    """Remove the hidden partial files (``.<stem>.*<suffix>``) an earlier render of ``out`` left beside it when it
+    was killed mid-write: this render replaces them."""
+    from metarl import files
+
+    files.remove_stale_temporaries(out.parent, (out.name,))
+
+
+def make_out_dir(out: Path) -> None:
+    """Make the directory of ``out`` (checked by :func:`check_out`) when the video is ready to be written."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {str(out)!r}: cannot make its directory ({e.strerror or e})") from None
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int in [0, 2**32 - 1], the range of a training run's seeds."""
+    from metarl.training.config import MAX_SEED
+
+    seed = check_int("--seed", seed, 0)
+    if seed > MAX_SEED:
+        raise ValueError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
+    return seed
 
 
 def format_task(task: dict) -> str:
@@ -255,7 +301,7 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
         horizon = check_int("horizon", horizon)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    check_int("seed", seed, 0)
+    check_seed(seed)
     params, spec = load_meta_policy(path, family)
     if not envs.get_family(spec.family).mujoco:
         raise ValueError(f"rendering needs a MuJoCo family; {str(path)!r} is a {spec.family} policy")
@@ -263,6 +309,7 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
         raise ValueError(f"give a task of {spec.family} (e.g. --task key=value), got {task!r}")
     envs.validate_task(spec.family, task, **spec.family_options)
     task = dict(task)
+    remove_stale_temporaries(out)  # every check passed
     horizon = horizon if horizon is not None else spec.horizon
     episodes = spec.episodes_per_task if episodes is None else episodes
 
@@ -295,6 +342,7 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
             bar.total = bar.n
             bar.refresh()
 
+    make_out_dir(out)
     atomic_write(out, write)
     writer = written[0]
     return {
@@ -327,7 +375,7 @@ def render_controller(run: str | os.PathLike, task: dict, out: str | os.PathLike
 
     out = check_out(out)
     size = check_size(size)
-    check_int("seed", seed, 0)
+    check_seed(seed)
     params, stats, cfg, _ = load_model_run(run)
     default_horizon = cfg.horizon or envs.get_family(cfg.family).horizon
     horizon = default_horizon if horizon is None else check_int("horizon", horizon)
@@ -338,6 +386,7 @@ def render_controller(run: str | os.PathLike, task: dict, out: str | os.PathLike
         if isinstance(switch_at, bool) or not isinstance(switch_at, int) or not 1 <= switch_at < horizon:
             raise ValueError(f"--switch-at must be an integer in [1, {horizon - 1}], got {switch_at!r}")
         envs.validate_task(cfg.family, switch_task, **cfg.family_options)
+    remove_stale_temporaries(out)  # every check passed
     caption = _Captioner(*size)
     frames, total, fps = [], [0.0], []
     name = cfg.algo if adapt else f"{cfg.algo}, not adapted"
@@ -368,6 +417,7 @@ def render_controller(run: str | os.PathLike, task: dict, out: str | os.PathLike
         finally:
             writer.close()
 
+    make_out_dir(out)
     atomic_write(out, write)
     return {"out": str(out), "frames": len(frames), "return": float(ep["returns"][0]),
             "length": int(ep["valid"][0].sum()), "fps": fps[0]}

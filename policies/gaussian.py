@@ -321,14 +321,26 @@ def save_policy(path: str | os.PathLike, params: dict[str, torch.Tensor], meta: 
         raise
 
 
-def _unpickler_reason(message: str) -> str:
-    # torch's message is mostly a how-to whose wording changes between versions; keep the line naming
-    # the offending global or opcode
-    for line in message.splitlines():
-        line = line.strip().removeprefix("WeightsUnpickler error:").strip()
-        if re.search(r"unsupported|global", line, re.IGNORECASE):
-            return line.split(". ")[0]
-    return "not a torch file of tensors and plain Python types"
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+_EXPECTED = "give a policy.pt written by metarl train (or save_policy)"
+
+
+def _refused_global(message: str) -> str | None:
+    """The global (``posix.system``, ``argparse.Namespace``...) the safe loader refused, if that is why it failed."""
+    match = re.search(r"GLOBAL\s+([\w.]+)", message)
+    return match[1] if match else None
+
+
+def _unreadable(path: str, head: bytes, error: BaseException | None) -> ValueError:
+    """Why ``path`` is not a torch file, in words that fit its bytes: a damaged archive, or something else."""
+    if head == _ZIP_MAGIC:
+        # torch's own reason when it has one (PytorchStreamReader's); an OSError's errno says nothing here
+        lines = str(error).strip().splitlines() if isinstance(error, RuntimeError) else []
+        detail = lines[0].split(". ")[0].strip() if lines else ""
+        return ValueError(f"{path!r} is a damaged torch file (truncated or corrupted"
+                          f"{': ' + detail if detail else ''}); {_EXPECTED}")
+    return ValueError(f"{path!r} is not a torch file (it starts with {head!r}, not the zip archive torch.save "
+                      f"writes); {_EXPECTED}")
 
 
 def load_policy(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
@@ -344,19 +356,35 @@ def load_policy(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]
         ``(params, meta)`` with CPU tensors.
 
     Raises:
-        ValueError: naming ``path``, if it is missing, unreadable, refused by the safe loader, or not
-            ``{"params": {...}, "meta": {...}}`` with the policy keys.
+        ValueError: one line naming ``path`` and what is wrong with it: missing, empty, not a torch file,
+            a damaged one, holding objects the safe loader refuses, or not ``{"params": {...}, "meta": {...}}``
+            with the policy keys.
     """
+    import warnings
+
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"no policy file at {path!r}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            head = f.read(len(_ZIP_MAGIC))
+    except OSError as e:
+        raise ValueError(f"cannot read {path!r}: {e.strerror or e}") from None
+    if not head:
+        raise ValueError(f"{path!r} is empty (0 bytes), not a policy file: it was probably cut short while being "
+                         f"written; {_EXPECTED}")
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr; the error says it all
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = _unpickler_reason(str(e))
-        raise ValueError(f"{path!r} was refused by the safe loader (weights_only): {reason}") from e
-    except Exception as e:  # torch raises assorted types (RuntimeError, EOFError, ...) for corrupt files
-        raise ValueError(f"{path!r} is not a readable torch file: {e}") from e
+        name = _refused_global(str(e))
+        if name is None:
+            raise _unreadable(path, head, None) from None
+        raise ValueError(f"{path!r} refers to {name}, not only to tensors and plain Python values: the safe loader "
+                         f"(weights_only) refused it without running any of it; {_EXPECTED}") from None
+    except Exception as e:  # torch raises assorted types (RuntimeError, EOFError, KeyError...) for other bytes
+        raise _unreadable(path, head, e) from None
     if not isinstance(payload, dict) or set(payload) != {"params", "meta"}:
         found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path!r} is not a policy file: expected keys ['meta', 'params'], found {found}")

@@ -11,13 +11,19 @@ from metarl.cli.common import usage_errors
 SHIPPED = Path(policies.__file__).parent / "pretrained"
 
 
+def shipped_families() -> list[str]:
+    """The families with a meta-policy in ``policies/pretrained/``."""
+    return sorted(p.stem for p in SHIPPED.glob("*.pt"))
+
+
 def shipped_policy(family: str) -> Path:
-    """Path of the meta-policy shipped for ``family`` (``policies/pretrained/<family>.pt``)."""
-    path = SHIPPED / f"{family}.pt"
-    if not path.is_file():
-        available = sorted(p.stem for p in SHIPPED.glob("*.pt"))
-        raise ValueError(f"no shipped meta-policy for {family}; shipped: {', '.join(available) or 'none'}")
-    return path
+    """Path of the meta-policy shipped for ``family`` (``policies/pretrained/<family>.pt``); ``family`` is one of
+    :func:`shipped_families`, never a path."""
+    available = shipped_families()
+    if family not in available:  # a name, not a path: "../x" or "/tmp/x" is no family
+        raise ValueError(f"--family: no shipped meta-policy for {family}; shipped: {', '.join(available) or 'none'} "
+                         "(a family name, not a path; to evaluate a policy file of yours, use metarl eval POLICY.pt)")
+    return SHIPPED / f"{family}.pt"
 
 
 def run_demo(out_dir: str | Path = "runs/demo", family: str = "HalfCheetahVel", tasks: int = 10,
@@ -35,10 +41,13 @@ def run_demo(out_dir: str | Path = "runs/demo", family: str = "HalfCheetahVel", 
     from metarl.checks import check_int
     from metarl.evaluation.protocol import evaluate
     from metarl.rendering import render_adaptation
+    from metarl.training.config import MAX_SEED
 
     # every flag before anything is written: the evaluation writes its outputs before the video starts
     for name, value, low in (("tasks", tasks, 2), ("steps", steps, 1), ("episodes", episodes, 1), ("seed", seed, 0)):
         check_int(f"--{name}", value, low, optional=name == "seed")
+    if seed is not None and seed > MAX_SEED:
+        raise ValueError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
     path = shipped_policy(family)
     seed = secrets.randbelow(2**31) if seed is None else seed  # fresh tasks unless a seed is given
     out = Path(out_dir)

@@ -22,7 +22,10 @@ POLICY_FLAGS = {"family": None, "steps": None, "baselines": None, "pretrain_time
 
 def run(args: argparse.Namespace) -> int:
     from metarl.evaluation import learner_kind
+    from metarl.training.config import MAX_SEED
 
+    if not 0 <= args.seed <= MAX_SEED:  # before anything is drawn or written with it
+        raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
     kind = usage_errors(learner_kind, args.policy)
     _refuse_existing_outputs(args, kind)
     wrong = POLICY_FLAGS if kind == "model-based" else MODEL_BASED_FLAGS

@@ -101,8 +101,10 @@ def _render_model(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from metarl.evaluation import learner_kind
-    from metarl.rendering import render_adaptation
+    from metarl.rendering import check_out, check_seed, render_adaptation
 
+    usage_errors(check_seed, args.seed)  # before --test-task draws the held-out set with it
+    usage_errors(check_out, args.out)
     if usage_errors(learner_kind, args.policy) == "model-based":
         return _render_model(args)
     model_flags = [flag for flag, value in (("--switch-at", args.switch_at), ("--switch-task", args.switch_task),

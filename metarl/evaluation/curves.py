@@ -12,18 +12,95 @@ import numpy as np
 import yaml
 
 X_AXES = {"iteration": "meta-iteration", "env_steps": "env steps", "wall_clock": "wall-clock of metarl train (min)"}
+# What `metarl plot` draws for each learner kind (metarl.learners): (progress.csv column, panel title), one panel each.
+PANELS = {
+    "gradient": (("pre_return", "before adaptation"), ("post_return", "after adaptation")),
+    "model-based": (("post_return", "return (the controller adapting online)"), ("model_loss", "model loss")),
+    "rl": (("return", "return"),),
+}
 
 
-def read_progress(run: Path) -> dict[str, np.ndarray]:
-    """Columns of ``run/progress.csv`` as float arrays (empty cells as NaN)."""
+def read_progress(run: Path, columns: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Columns of ``run/progress.csv`` as float arrays (empty or missing cells, as in a row cut short, as NaN).
+
+    Raises:
+        ValueError: one line naming the file: missing, not UTF-8, no rows, a row longer than the header, a
+            cell that is not a number, or one of ``columns`` missing.
+    """
     path = Path(run) / "progress.csv"
     if not path.is_file():
         raise ValueError(f"no progress.csv in {str(run)!r} (give metarl train run directories)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            rows = list(reader)
+    except UnicodeDecodeError:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text, not a progress.csv written by metarl train") from None
+    except csv.Error as e:
+        raise ValueError(f"{str(path)!r} is not a readable CSV file ({e})") from None
     if not rows:
         raise ValueError(f"{str(path)!r} has no rows yet")
-    return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows]) for k in rows[0]}
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise ValueError(f"{str(path)!r} has no column {', '.join(missing)}, which metarl plot draws (its columns: "
+                         f"{', '.join(header) or 'none'}); give the progress.csv metarl train wrote, unedited")
+    values = {}
+    for number, row in enumerate(rows, start=2):
+        if len(row) > len(header):
+            raise ValueError(f"{str(path)!r} line {number} has {len(row)} cells, its header {len(header)}; give the "
+                             "progress.csv metarl train wrote, unedited")
+        for key, cell in zip(header, row + [""] * (len(header) - len(row)), strict=True):  # a cut row: NaN
+            try:
+                values.setdefault(key, []).append(float(cell) if cell != "" else np.nan)
+            except ValueError:
+                raise ValueError(f"{str(path)!r} line {number}, column {key}: {cell!r} is not a number") from None
+    return {k: np.array(v) for k, v in values.items()}
+
+
+def run_kind(run: Path) -> str:
+    """The learner kind of ``run`` (the registry's, for the learner its config.yaml names), else guessed from
+    its progress.csv header (the columns only one kind writes)."""
+    from metarl.evaluation import learner_kind
+
+    run = Path(run)
+    if (run / "config.yaml").is_file():
+        try:
+            return learner_kind(run)
+        except (ValueError, yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ValueError(f"{str(run / 'config.yaml')!r}: cannot tell which learner wrote the run "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    with open(run / "progress.csv", newline="", encoding="utf-8", errors="replace") as f:
+        header = next(csv.reader(f), [])
+    for kind in ("gradient", "model-based", "rl"):  # the first kind whose columns are all there
+        if all(column in header for column, _ in PANELS[kind]):
+            return kind
+    return "gradient"  # read_progress then names the columns it lacks
+
+
+def check_runs(runs: list[Path], x: str = "iteration") -> tuple[tuple[str, str], ...]:
+    """The panels ``metarl plot`` draws for ``runs`` (:data:`PANELS` of their learner kind), after checking that
+    every run is of that kind and its progress.csv has the columns drawn.
+
+    Raises:
+        ValueError: one line naming the run or file at fault.
+    """
+    kinds = {}
+    for run in runs:
+        if not (Path(run) / "progress.csv").is_file():
+            read_progress(run)  # its own error
+        kinds[Path(run)] = run_kind(run)
+    if len(set(kinds.values())) > 1:
+        detail = "; ".join(f"{str(r)!r} is {k}" for r, k in kinds.items())
+        raise ValueError(f"runs of different learner kinds log different columns and cannot share axes ({detail}); "
+                         "plot each kind on its own")
+    kind = next(iter(kinds.values()))
+    if kind not in PANELS:
+        raise ValueError(f"{str(runs[0])!r} is a {kind} run; metarl plot draws {', '.join(PANELS)} runs")
+    panels = PANELS[kind]
+    for run in runs:
+        read_progress(run, ("iteration", x, *(column for column, _ in panels)))
+    return panels
 
 
 def window_mean(x: np.ndarray, window: int) -> np.ndarray:
@@ -132,16 +209,30 @@ def plot_time_to_target(groups: list[tuple[str, list[Path]]], window: int, targe
     fig.savefig(path, dpi=110)
 
 
+# config keys that do not change what a run learns: runs that differ only in these (and the seed) are one curve
+NOT_COMPARED = ("seed", "nthread", "checkpoint_every")
+
+
 def groups_by_config(runs: list[Path]) -> list[tuple[str, list[Path]]]:
     """Runs grouped by their ``config.yaml`` with the seed left out (the seeds of one config), in the
     order first seen; each group's label is the family, the algorithm and the keys that differ
-    between groups."""
+    between groups. Runs that differ in anything else that shapes the curve (``iterations`` too) are
+    separate groups.
+
+    Raises:
+        ValueError: a config.yaml that is not YAML, or not UTF-8.
+    """
     configs = []
     for run in runs:
         path = Path(run) / "config.yaml"
-        cfg = yaml.safe_load(path.read_text()) if path.is_file() else {}
-        configs.append({k: v for k, v in (cfg or {}).items() if k not in ("seed", "iterations", "nthread",
-                                                                          "checkpoint_every")})
+        try:
+            cfg = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise ValueError(f"{str(path)!r} is not a readable config ({type(e).__name__}); give metarl train run "
+                             "directories") from None
+        if not isinstance(cfg, dict | None):
+            raise ValueError(f"{str(path)!r} is not a config (a YAML mapping of keys to values)")
+        configs.append({k: v for k, v in (cfg or {}).items() if k not in NOT_COMPARED})
     keys, groups = [], []
     for run, cfg in zip(runs, configs, strict=True):
         if cfg not in keys:
@@ -157,30 +248,39 @@ def groups_by_config(runs: list[Path]) -> list[tuple[str, list[Path]]]:
     return list(zip(labels, groups, strict=True))
 
 
-def plot_runs(groups: list[tuple[str, list[Path]]], path: Path, x: str = "iteration", window: int = 10) -> None:
-    """Pre- and post-adaptation return (``window``-iteration mean) against ``x``, each group as the
-    mean over its runs with a band from their minimum to maximum."""
+def plot_runs(groups: list[tuple[str, list[Path]]], path: Path, x: str = "iteration", window: int = 10,
+              panels: tuple[tuple[str, str], ...] | None = None) -> None:
+    """Each of ``panels`` (default: :func:`check_runs`'s, e.g. the pre- and post-adaptation return of gradient
+    learners, the return and model loss of model-based ones; ``window``-iteration mean) against ``x``, each group
+    as the mean over its runs with a band from their minimum to maximum."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    if panels is None:
+        panels = check_runs([run for _, runs in groups for run in runs], x)
+    returns_only = all(column.endswith("return") for column, _ in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharey=returns_only, squeeze=False)
+    axes = axes[0]
     for label, runs in groups:
         progs = [read_progress(r) for r in runs]
         n = min(len(p["iteration"]) for p in progs)
         xs = np.mean([p[x][:n] for p in progs], axis=0) / (60.0 if x == "wall_clock" else 1.0)
-        for ax, key in zip(axes, ("pre_return", "post_return"), strict=True):
-            curves = np.stack([window_mean(p[key], window)[:n] for p in progs])
-            line, = ax.plot(xs, curves.mean(0), label=f"{label}, {len(runs)} run{'s' if len(runs) > 1 else ''}")
+        for ax, (column, _) in zip(axes, panels, strict=True):
+            curves = np.stack([window_mean(p[column], window)[:n] for p in progs])
+            line, = ax.plot(xs, curves.mean(0), label=f"{label}, {len(runs)} run{'s' if len(runs) > 1 else ''}",
+                            marker="o" if n <= 3 else None, markersize=4)  # a point or two is seen too
             if len(runs) > 1:
                 ax.fill_between(xs, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
-    for ax, title in zip(axes, ("before adaptation", "after adaptation"), strict=True):
+    for ax, (column, title) in zip(axes, panels, strict=True):
         ax.set_title(title)
         ax.set_xlabel(X_AXES[x] + (" (mean over runs)" if x != "iteration" else ""))
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"return ({window}-iteration mean)")
-    axes[1].legend(loc="lower right", fontsize="small")
+        if not returns_only or ax is axes[0]:
+            ax.set_ylabel(f"{'return' if column.endswith('return') else column.replace('_', ' ')} "
+                          f"({window}-iteration mean)")
+    axes[-1].legend(loc="best", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -225,9 +225,14 @@ def parse_override(item: str) -> tuple[str, object]:
 
 def load(path: str | Path, overrides: list[str] = ()) -> RunConfig:
     """Read a YAML config and apply ``key=value`` overrides (values parsed as YAML)."""
+    from metarl import learners
+
     values = read_yaml(path)
+    known = {key for entry in learners.entries() for key in key_names(entry.config)}
     for item in overrides:
         key, value = parse_override(item)
+        if key not in known:
+            raise ValueError(f"--set {item!r}: unknown config key {key!r}; valid keys: {', '.join(sorted(known))}")
         values[key] = value
     return from_dict(values, source=str(path))
 

@@ -121,7 +121,6 @@ BAD = {
     "bad size": (["--size", "12x"], "WIDTHxHEIGHT"),
     "tiny size": (["--size", "4x4"], "width"),
     "bad extension": (["--out", "{tmp}/video.avi"], ".mp4 or .gif"),
-    "missing directory": (["--out", "{tmp}/nowhere/video.mp4"], "does not exist"),
     "negative step": (["--steps", "0,-1"], ">= 0"),
     "bad steps": (["--steps", "0,one"], "--steps"),
     "bad episodes": (["--episodes", "0"], "episodes"),
