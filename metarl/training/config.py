@@ -182,7 +182,8 @@ def from_dict(values: dict, source: str = "config", quiet: bool = False) -> RunC
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a mapping that repeats a key."""
+    """PyYAML's safe loader (no Python tags, nothing constructed but plain values), refusing a mapping that
+    repeats a key. Every ``yaml.load`` here passes it."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()

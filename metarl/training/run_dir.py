@@ -17,8 +17,6 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-
 from metarl.files import ensure_writable_dir
 from metarl.training import config
 
@@ -105,5 +103,3 @@ def check_resume_config(saved: dict, cfg: config.RunConfig, source: str) -> None
             raise ValueError(f"cannot resume: {key} is {now[key]!r} in {source} but the checkpoint was written with "
                              f"{saved[key]!r}; only {', '.join(MAY_CHANGE_ON_RESUME)} may change on resume")
 
-
-__all__ = ["check_resume_config", "load_checkpoint", "locked", "prepare", "torch"]
