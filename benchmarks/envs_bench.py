@@ -349,15 +349,16 @@ def format_table(record: dict) -> str:
         f"metarl bench envs: {cfg['tasks']} tasks x {cfg['episodes']} episodes, horizon {cfg['horizon']}, "
         f"{cfg['repeats']} repeat(s); {record['cpu_count']} CPUs; commit {record['git_commit']}",
         "",
-        f"{'family':<20} {'setup':<22} {'envs':>6} {'rounds':>6} {'steps/s':>12}  repeats (steps/s)",
     ]
+    width = max(len(label) for label in SETUP_LABELS.values())
+    lines.append(f"{'family':<20} {'setup':<{width}} {'envs':>6} {'rounds':>6} {'steps/s':>12}  repeats (steps/s)")
     for family, res in record["results"].items():
         for i, setup in enumerate(SETUPS):
             s = res["setups"][setup]
             reps = " ".join(f"{v:,.0f}" for v in s["steps_per_s_repeats"])
             name = family if i == 0 else ""
             lines.append(
-                f"{name:<20} {SETUP_LABELS[setup]:<22} {s['num_envs']:>6} {s['rounds']:>6} "
+                f"{name:<20} {SETUP_LABELS[setup]:<{width}} {s['num_envs']:>6} {s['rounds']:>6} "
                 f"{s['steps_per_s']:>12,.0f}  {reps}"
             )
         r = res["ratios"]

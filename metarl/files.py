@@ -8,17 +8,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from policies.gaussian import FILE_MODE
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-# read once, at import: reading it means setting it, which another thread must not see mid-way
-_UMASK = _read_umask()
 
 
 def ensure_writable_dir(path: str | Path) -> Path:
@@ -69,7 +61,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's file is private; the result gets the usual mode
+        os.chmod(tmp, FILE_MODE)  # mkstemp's file is private; the result gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -24,7 +24,7 @@ import torch
 
 import envs
 from metarl import learners
-from metarl.checks import check_int
+from metarl.checks import check_int, check_seed
 from metarl.evaluation.protocol import adaptation_returns, load_meta_policy
 from metarl.files import atomic_write
 from metarl.policy_spec import PolicySpec
@@ -113,16 +113,6 @@ def make_out_dir(out: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"--out {str(out)!r}: cannot make its directory ({e.strerror or e})") from None
-
-
-def check_seed(seed) -> int:
-    """``seed`` as an int in [0, 2**32 - 1], the range of a training run's seeds."""
-    from metarl.training.config import MAX_SEED
-
-    seed = check_int("--seed", seed, 0)
-    if seed > MAX_SEED:
-        raise ValueError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
-    return seed
 
 
 def format_task(task: dict) -> str:

@@ -283,6 +283,17 @@ def _check_params_dict(params, where: str) -> None:
         raise ValueError(f"{where}: {e}") from None
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_read_umask()
+"""The mode a new file gets under this process's umask (read once, at import: reading it means setting
+it, which another thread must not see mid-way). ``metarl.files`` uses it too."""
+
+
 def save_policy(path: str | os.PathLike, params: dict[str, torch.Tensor], meta: dict) -> None:
     """Write ``{"params": {k: cpu tensor}, "meta": meta}`` to ``path`` atomically.
 
@@ -314,6 +325,7 @@ def save_policy(path: str | os.PathLike, params: dict[str, torch.Tensor], meta: 
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)  # mkstemp's file is private; the policy gets the mode of any new file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -38,16 +38,14 @@ def run_demo(out_dir: str | Path = "runs/demo", family: str = "HalfCheetahVel", 
     """
     import secrets
 
-    from metarl.checks import check_int
+    from metarl.checks import check_int, check_seed
     from metarl.evaluation.protocol import evaluate
     from metarl.rendering import render_adaptation
-    from metarl.training.config import MAX_SEED
 
     # every flag before anything is written: the evaluation writes its outputs before the video starts
-    for name, value, low in (("tasks", tasks, 2), ("steps", steps, 1), ("episodes", episodes, 1), ("seed", seed, 0)):
-        check_int(f"--{name}", value, low, optional=name == "seed")
-    if seed is not None and seed > MAX_SEED:
-        raise ValueError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
+    for name, value, low in (("tasks", tasks, 2), ("steps", steps, 1), ("episodes", episodes, 1)):
+        check_int(f"--{name}", value, low)
+    check_seed(seed, optional=True)
     path = shipped_policy(family)
     seed = secrets.randbelow(2**31) if seed is None else seed  # fresh tasks unless a seed is given
     out = Path(out_dir)

@@ -21,11 +21,10 @@ POLICY_FLAGS = {"family": None, "steps": None, "baselines": None, "pretrain_time
 
 
 def run(args: argparse.Namespace) -> int:
+    from metarl.checks import check_seed
     from metarl.evaluation import learner_kind
-    from metarl.training.config import MAX_SEED
 
-    if not 0 <= args.seed <= MAX_SEED:  # before anything is drawn or written with it
-        raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {args.seed}")
+    usage_errors(check_seed, args.seed)  # before anything is drawn or written with it
     kind = usage_errors(learner_kind, args.policy)
     _refuse_existing_outputs(args, kind)
     wrong = POLICY_FLAGS if kind == "model-based" else MODEL_BASED_FLAGS
@@ -110,8 +109,6 @@ def _eval_model(args: argparse.Namespace) -> int:
     out = output_dir(args, "model-based")
     planner = dict(usage_errors(parse_override, o) for o in args.planner)
     methods = None if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
-    print(f"evaluating on {args.tasks} held-out task draws (one episode each; a broken-actuator family has one "
-          "held-out joint or leg):", flush=True)
     record = usage_errors(evaluate_model_based, args.policy, out, num_tasks=args.tasks, seed=args.seed,
                            horizon=args.horizon, mb_run=args.mb_run, maml_run=args.maml_run, maml_steps=args.maml_steps,
                            episodes=episodes, switch_at=args.switch_at, nthread=args.nthread,

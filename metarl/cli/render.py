@@ -100,8 +100,9 @@ def _render_model(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from metarl.checks import check_seed
     from metarl.evaluation import learner_kind
-    from metarl.rendering import check_out, check_seed, render_adaptation
+    from metarl.rendering import check_out, render_adaptation
 
     usage_errors(check_seed, args.seed)  # before --test-task draws the held-out set with it
     usage_errors(check_out, args.out)

@@ -30,10 +30,12 @@ def _config(args: argparse.Namespace):
     """``(cfg, out, resume)`` from the flags, every value checked; nothing is written."""
     from pathlib import Path
 
+    from metarl.checks import check_seed
     from metarl.training import config
 
     overrides = list(args.set)
     if args.seed is not None:
+        usage_errors(check_seed, args.seed)  # named as the flag, not as the config key it overrides
         overrides.append(f"seed={args.seed}")
     if args.device is not None:
         overrides.append(f"device={args.device}")

@@ -107,12 +107,12 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
     if planner:
         unknown = sorted(set(planner) - set(PLANNER_KEYS))
         if unknown:
-            raise ValueError(f"planner settings must be among {', '.join(PLANNER_KEYS)}; got {', '.join(unknown)}")
+            raise ValueError(f"--planner settings must be among {', '.join(PLANNER_KEYS)}; got {', '.join(unknown)}")
         cfg = config.from_dict({**config.to_dict(cfg), **planner}, "planner settings")
     if methods is not None:
         unknown = sorted(set(methods) - set(METHODS))
         if unknown or not methods:
-            raise ValueError(f"methods must be among {', '.join(METHODS)}; got {', '.join(unknown) or 'none'}")
+            raise ValueError(f"--methods must be among {', '.join(METHODS)}; got {', '.join(unknown) or 'none'}")
         missing = [m for m in methods
                    if (m.startswith("mb-mpc") and mb_run is None) or (m == "maml" and maml_run is None)]
         if missing:
@@ -138,6 +138,9 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
     ensure_writable_dir(out)
     tasks = envs.task_split(family, "test", num_tasks, seed, **cfg.family_options)
     plan_opts = planner_options(cfg)
+    if progress:  # every argument checked: the evaluation starts
+        print(f"evaluating on {num_tasks} held-out task draws (one episode each; a broken-actuator family has one "
+              "held-out joint or leg):", flush=True)
     methods = {}
     for name, (p, s, lr, used) in models.items():
         ep = run_controller(family, tasks, p, s, horizon=horizon, past=cfg.past_steps, inner_lr=lr, planner=plan_opts,

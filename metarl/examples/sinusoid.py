@@ -154,14 +154,11 @@ def run_example(out_dir, iterations: int = 2000, seed: int = 0, k: int = 10, ste
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from metarl.checks import check_int
+    from metarl.checks import check_int, check_seed
     from metarl.files import atomic_write, ensure_writable_dir, remove_stale_temporaries
-    from metarl.training.config import MAX_SEED
 
     check_int("--iterations", iterations)
-    check_int("--seed", seed, 0)
-    if seed > MAX_SEED:  # the generators take it, and seed + 123 for the held-out tasks, as 64-bit integers
-        raise ValueError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
+    check_seed(seed)  # the generators take it, and seed + 123 for the held-out tasks, as 64-bit integers
     out = Path(out_dir)
     ensure_writable_dir(out)
     # a run killed mid-write left hidden partial files beside the outputs: this run replaces them

@@ -64,6 +64,7 @@ def connect(address: str | None, num_workers: int, cpus_per_worker: int) -> None
             log.warning("ray sampler: Ray is already initialised in this process; --ray-address %s is not used",
                         address)
     else:
+        _check_reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
@@ -76,6 +77,25 @@ def connect(address: str | None, num_workers: int, cpus_per_worker: int) -> None
 
 
 STARTUP_TIMEOUT_S = 300
+PROBE_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str | None) -> None:
+    """ValueError, at once, for a ``host:port`` (or ``ray://host:port``) that accepts no connection: Ray
+    itself retries such an address for minutes, printing warnings, before it gives up. ``None`` and
+    ``"auto"`` (found through the local node's files, which Ray checks quickly) are left to Ray."""
+    if address is None or address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"--ray-address must be 'auto', HOST:PORT or ray://HOST:PORT, got {address!r}")
+    import socket
+
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise ValueError(f"cannot connect to Ray at {address!r}: nothing answers at {host}:{port} ({reason})") from None
 
 
 class SamplerWorker:

@@ -26,11 +26,12 @@ from pathlib import Path
 
 import yaml
 
+from metarl.checks import MAX_SEED
+
 # Bounds that keep a typo from allocating the machine away before the first iteration: a horizon of
 # 10^9 would be a 32 GB episode buffer. Seeds go to numpy and torch generators, which take 64 bits;
 # we keep them to 32 so every derived seed fits too.
 MAX_HORIZON = 100_000
-MAX_SEED = 2**32 - 1
 
 
 @dataclass

@@ -234,7 +234,7 @@ def _directory(tmp_path):
 
 
 @pytest.mark.parametrize("case", [
-    pytest.param(lambda t: ([NAV, *TINY, "--set", "iterations=1", "--seed", "-5"], ["seed", "-5"]),
+    pytest.param(lambda t: ([NAV, *TINY, "--set", "iterations=1", "--seed", "-5"], ["--seed", "-5"]),
                  id="seed-negative"),
     pytest.param(lambda t: ([NAV, *TINY, "--set", "iterations=1", "--set", "foo=1"], ["--set", "foo"]),
                  id="set-unknown-key"),
@@ -340,7 +340,7 @@ def test_row11_seed_out_of_range_names_the_flag_and_writes_nothing(command, requ
         "sinusoid": lambda: ["sinusoid", "--out", out, "--iterations", "1", "--no-progress"],
         "render": lambda: ["render", SHIPPED, *RENDER_TINY, "--out", tmp_path / "v.gif"],
     }[command]()
-    usage_error(metarl(capsys, *argv, "--seed", HUGE_SEED), "seed" if command == "train" else "--seed", "4294967295")
+    usage_error(metarl(capsys, *argv, "--seed", HUGE_SEED), "--seed", "4294967295")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -399,6 +399,51 @@ def test_row24_render_creates_its_output_directory(tmp_path, capsys):
     code, _, err = metarl(capsys, "render", SHIPPED, *RENDER_TINY, "--out", out)
     assert code == 0, err
     assert out.read_bytes()[:3] == b"GIF"
+
+
+def test_row24_policy_pt_gets_the_mode_of_every_other_file(nav_run):
+    modes = {p.name: p.stat().st_mode & 0o777 for p in nav_run.iterdir() if p.is_file() and p.name != ".lock"}
+    assert modes["policy.pt"] == modes["config.yaml"] == modes["checkpoint.pt"], modes
+
+
+def test_row24_eval_model_checks_its_arguments_before_printing(grbal_run, tmp_path, capsys):
+    code, out, err = metarl(capsys, "eval-model", grbal_run, "--methods", "pets", "--out", tmp_path / "out",
+                            "--no-progress")
+    usage_error((code, out, err), "--methods", "pets")
+    assert out == "" and not (tmp_path / "out").exists()
+
+
+def test_row24_bench_table_columns_line_up():
+    from benchmarks.envs_bench import SETUP_LABELS, SETUPS, format_table
+
+    setups = {s: {"num_envs": 20, "rounds": 1, "steps_per_s": 12345.0, "steps_per_s_repeats": [12345.0]}
+              for s in SETUPS}
+    record = {"config": {"tasks": 4, "episodes": 5, "horizon": 20, "repeats": 1}, "cpu_count": 2, "git_commit": "x",
+              "results": {"HalfCheetahVel": {"setups": setups, "nthread": 2, "ratios": {
+                  "best_gymnasium": "sync", "engine_over_best_gymnasium": 2.0, "engine_over_physics": 0.5,
+                  "sampler_over_replay": 0.9}}}}
+    lines = format_table(record).splitlines()
+    header = next(line for line in lines if line.startswith("family"))
+    rows = [line for line in lines if any(label in line for label in SETUP_LABELS.values())]
+    assert len(rows) == len(SETUPS)
+    for column in ("envs", "rounds", "steps/s"):  # right-aligned: every row's number ends under its header
+        end = header.index(column) + len(column)
+        assert all(row[end - 1].isdigit() and row[end] == " " for row in rows), (column, rows)
+
+
+def test_row24_unreachable_ray_address_is_refused_at_once(tmp_path):
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    code, out, err = metarl_process("train", NAV, *TINY, "--set", "iterations=1", "--sampler", "ray", "--ray-address",
+                                    f"127.0.0.1:{port}", "--out", tmp_path / "out", timeout=60)
+    assert code == 2, err
+    assert err.count("\n") == 1 and f"127.0.0.1:{port}" in err, err
+    assert time.monotonic() - start < 30 and not (tmp_path / "out").exists()
 
 
 # --- row 20: temporary files left by a killed command -------------------------------------------------------

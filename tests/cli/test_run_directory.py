@@ -73,7 +73,7 @@ def test_row2_a_resume_whose_config_was_edited_is_refused(tmp_path, capsys):
     (5, "family: Navigation2D\ninner_lr: .inf\n", [], "'inner_lr' must be a finite number"),
     (6, "family: Navigation2D\n", ["--set", "hidden_sizes=[1,2"], "--set 'hidden_sizes=[1,2'"),
     (10, "family: Navigation2D\n", ["--set", "horizon=1000000000"], "'horizon' must be in [1, 100000]"),
-    (11, "family: Navigation2D\n", ["--seed", str(2**70)], "'seed' must be in [0, 4294967295]"),
+    (11, "family: Navigation2D\n", ["--seed", str(2**70)], "--seed must be an integer in [0, 4294967295]"),
     (17, "family: Navigation2D\niterations: 2\niterations: 3\n", [], "duplicate key 'iterations'"),
 ])
 def test_bad_configs_are_one_line_and_write_nothing(tmp_path, capsys, row, text, extra, message):

@@ -39,7 +39,7 @@ def test_the_example_draws_the_fits(example):
 
 @pytest.mark.parametrize("argv, message", [
     (["--iterations", "0"], "--iterations must be an integer >= 1, got 0"),
-    (["--seed", "-2"], "--seed must be an integer >= 0, got -2"),
+    (["--seed", "-2"], "--seed must be an integer in [0, 4294967295], got -2"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(argv, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:

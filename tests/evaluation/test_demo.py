@@ -53,7 +53,7 @@ def test_demo_of_another_shipped_family(tmp_path):
     (["--tasks", "1"], "--tasks must be an integer >= 2, got 1"),
     (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
     (["--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
-    (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    (["--seed", "-1"], "--seed must be an integer in [0, 4294967295], got -1"),
     (["--tasks", "many"], "invalid int value"),
     (["--family", "{unshipped}"], "no shipped meta-policy for {unshipped}; shipped: {shipped}"),
     (["--family", "Cheetah"], "no shipped meta-policy for Cheetah"),

@@ -118,7 +118,7 @@ def test_eval_cli_outputs_and_errors(tmp_path, capsys):
         ([str(path), "--tasks", "1"], "--tasks must be an integer >= 2"),
         ([str(path), "--horizon", "0"], "--horizon must be an integer >= 1, got 0"),
         ([str(path), "--pretrain-timesteps", "-5"], "--pretrain-timesteps must be an integer >= 1, got -5"),
-        ([str(path), "--seed", "-1"], "--seed must be in [0, 4294967295], got -1"),
+        ([str(path), "--seed", "-1"], "--seed must be an integer in [0, 4294967295], got -1"),
         ([str(path), "--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
         ([str(tmp_path / "missing.pt")], "no run directory or policy file at"),
         ([str(path), "--out", str(path / "sub")], "cannot write to output directory"),

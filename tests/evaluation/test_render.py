@@ -125,7 +125,7 @@ BAD = {
     "bad steps": (["--steps", "0,one"], "--steps"),
     "bad episodes": (["--episodes", "0"], "episodes"),
     "bad horizon": (["--horizon", "0"], "horizon"),
-    "negative seed": (["--seed", "-1"], "seed must be an integer >= 0, got -1"),
+    "negative seed": (["--seed", "-1"], "--seed must be an integer in [0, 4294967295], got -1"),
     "bad layout": (["--layout", "grid"], "invalid choice"),
     "other family": (["--family", "AntDir"], "trained on HalfCheetahVel"),
     "navigation policy": (["{nav}", "--task", "goal=[0.1,0.2]"], "MuJoCo family"),

@@ -113,9 +113,9 @@ def test_eval_model_scores_every_method_on_the_held_out_joint(tiny_runs, tmp_pat
 @pytest.mark.parametrize("extra, message", [
     (["--switch-at", "40"], "switch-at"), (["--tasks", "1"], "--tasks"),
     (["--mb-run", "GRBAL"], "mb-mpc run"), (["--maml-run", "MB"], "policy"),
-    (["--planner", "inner_lr=0.1"], "planner settings must be among"),
+    (["--planner", "inner_lr=0.1"], "--planner settings must be among"),
     (["--planner", "planner_candidates=0"], "planner_candidates"),
-    (["--methods", "grbal,maml"], "need --mb-run"), (["--methods", "pets"], "methods must be among"),
+    (["--methods", "grbal,maml"], "need --mb-run"), (["--methods", "pets"], "--methods must be among"),
 ])
 def test_eval_model_bad_input_names_the_problem(tiny_runs, tmp_path, capsys, extra, message):
     extra = [{"GRBAL": str(tiny_runs / "grbal"), "MB": str(tiny_runs / "mb-mpc")}.get(x, x) for x in extra]
