@@ -17,7 +17,8 @@ from metarl.cli.common import UsageError, usage_errors
 MODEL_BASED_FLAGS = {"mb_run": None, "maml_run": None, "maml_steps": 1, "switch_at": None, "planner": [],
                      "methods": None, "nthread": 0}
 OUTPUTS = {False: ("adaptation.json", "adaptation.csv", "adaptation.png"), True: ("model_eval.json", "model_eval.png")}
-POLICY_FLAGS = {"family": None, "steps": None, "baselines": None, "pretrain_timesteps": None}
+POLICY_FLAGS = {"family": None, "steps": None, "baselines": None, "pretrain_timesteps": None, "baseline_steps": None,
+                "baseline_cache": None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,7 +78,7 @@ def _eval_policy(args: argparse.Namespace) -> int:
     record = usage_errors(
         evaluate, source, out, family=args.family, num_tasks=args.tasks, steps=steps, episodes=args.episodes,
         seed=args.seed, baselines=names, horizon=args.horizon, pretrain_timesteps=args.pretrain_timesteps,
-        progress=not args.no_progress)
+        baseline_steps=args.baseline_steps, cache_dir=args.baseline_cache, progress=not args.no_progress)
     print(f"{record['family']}, {record['num_tasks']} held-out tasks: horizon {record['horizon']}, "
           f"{record['episodes']} episodes per task and step, inner lr {record['inner_lr']:g}, gamma "
           f"{record['gamma']:g}, GAE lambda {record['gae_lambda']:g} (training values unless a flag set them); "
@@ -126,7 +127,9 @@ def add(subparsers) -> None:
         "policy.pt): sample each task, adapt with its inner loop step by step, and report the mean return after "
         "0..STEPS steps (k steps = k x EPISODES episodes of experience), with the pretrained and random baselines "
         "adapted the same way with their best inner step size (chosen on training tasks), and the oracle, told the "
-        "task, not adapted; PPO baselines are trained once, cached in ~/.cache/metarl/baselines. Writes "
+        "task, not adapted. The pretrained and oracle baselines are our batched PPO on the task mixture, trained as "
+        "many env steps as the policy (--baseline-steps caps it) and cached in ~/.cache/metarl/baselines; "
+        "pretrained-sb3 and oracle-sb3 are the earlier stable-baselines3 ones. Writes "
         "adaptation.json, adaptation.csv and adaptation.png. A model-based run (grbal, mb-mpc): its controller "
         "adapting online at every step, the same model unadapted, an mb-mpc model (--mb-run) and a policy "
         "(--maml-run) on one episode per held-out task; --switch-at K adds episodes whose task changes after K "
@@ -147,10 +150,15 @@ def add(subparsers) -> None:
     g.add_argument("--family", help="the family to evaluate on (default: the policy's; must match it)")
     g.add_argument("--steps", type=int, help="inner gradient steps (default: 3)")
     g.add_argument("--baselines",
-                   help="comma-separated: pretrained, random, oracle, or '' for none (default: all defined for "
-                   "the family; no oracle for the dynamics families)")
+                   help="comma-separated: pretrained, random, oracle, pretrained-sb3, oracle-sb3, or '' for none "
+                   "(default: pretrained, random, oracle; no oracle for the dynamics families)")
+    g.add_argument("--baseline-steps", type=int, metavar="N",
+                   help="cap the env steps of the pretrained and oracle baselines (batched PPO), which otherwise "
+                   "train as long as the policy did (its progress.csv)")
+    g.add_argument("--baseline-cache", metavar="DIR",
+                   help="where trained baselines are kept (default: ~/.cache/metarl/baselines)")
     g.add_argument("--pretrain-timesteps", type=int,
-                   help="PPO steps of the pretrained and oracle baselines (default 1000000)")
+                   help="SB3 PPO steps of the pretrained-sb3 and oracle-sb3 baselines (default 1000000)")
     m = p.add_argument_group("model-based runs (grbal, mb-mpc)")
     m.add_argument("--mb-run", metavar="DIR", help="an algo mb-mpc run of the same family")
     m.add_argument("--maml-run", metavar="DIR", help="a policy run (trpo, promp...) of the same family")

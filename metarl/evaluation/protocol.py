@@ -101,7 +101,8 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     return mean, mean - half, mean + half
 
 
-BASELINES = ("pretrained", "random", "oracle")
+BASELINES = ("pretrained", "random", "oracle", "pretrained-sb3", "oracle-sb3")
+ORACLES = ("oracle", "oracle-sb3")  # told the task: never adapted, defined for reward families only
 # inner step sizes tried for the adapted baselines, as multiples of the meta-policy's (the MAML paper
 # gives each baseline its best step size); chosen on training tasks, never on the test tasks
 LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -151,13 +152,13 @@ def held_out_task(family: str, index: int, num_tasks: int = 40, seed: int = 0, *
 
 def default_baselines(family: str) -> tuple[str, ...]:
     """Every baseline defined for ``family`` (no oracle for the dynamics families)."""
-    return tuple(b for b in BASELINES if b != "oracle" or not envs.get_family(family).dynamics)
+    return tuple(b for b in ("pretrained", "random", "oracle") if b != "oracle" or not envs.get_family(family).dynamics)
 
 
 def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, num_tasks: int = 40,
              steps: int = 3, episodes: int | None = None, seed: int = 0, baselines=None, horizon: int | None = None,
-             pretrain_timesteps: int | None = None, cache_dir: str | Path | None = None,
-             progress: bool = True) -> dict:
+             pretrain_timesteps: int | None = None, baseline_steps: int | None = None,
+             cache_dir: str | Path | None = None, progress: bool = True) -> dict:
     """Evaluate a meta-policy and baselines on held-out tasks; write adaptation.{json,csv,png}.
 
     Args:
@@ -169,11 +170,13 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
         episodes: episodes per task per step (default: the policy's training ``episodes_per_task``; the
             inner advantages always use its training gamma and GAE lambda).
         seed: seeds the test tasks, the sampling and the baselines.
-        baselines: any of :data:`BASELINES` (default: those defined for the family). The oracle
-            is evaluated once, unadapted (it observes the task).
+        baselines: any of :data:`BASELINES` (default: pretrained, random and, for a reward family, oracle). The
+            oracles are evaluated once, unadapted (they observe the task).
         horizon: episode length (default: the policy's training horizon).
-        pretrain_timesteps: PPO steps of the pretrained and oracle baselines (default
+        pretrain_timesteps: SB3 PPO steps of the pretrained-sb3 and oracle-sb3 baselines (default
             :data:`metarl.evaluation.baselines.PRETRAIN_TIMESTEPS`).
+        baseline_steps: caps the env steps of the batched-PPO pretrained and oracle baselines, which
+            otherwise train as long as the policy did (its progress.csv); needed when that is unknown.
         cache_dir: cache of trained baselines (default ``~/.cache/metarl/baselines``).
 
     Returns:
@@ -192,13 +195,22 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
     # every flag before anything is loaded, trained or written (None: the training value or default)
     for name, value, low in (("tasks", num_tasks, 2), ("steps", steps, 0), ("episodes", episodes, 1),
                              ("horizon", horizon, 1), ("pretrain-timesteps", pretrain_timesteps, 1),
-                             ("seed", seed, 0)):
-        check_int(f"--{name}", value, low, optional=name in ("episodes", "horizon", "pretrain-timesteps"))
+                             ("baseline-steps", baseline_steps, 1), ("seed", seed, 0)):
+        check_int(f"--{name}", value, low, optional=name in ("episodes", "horizon", "pretrain-timesteps",
+                                                            "baseline-steps"))
     params, spec = load_meta_policy(path, family)
     episodes = spec.episodes_per_task if episodes is None else episodes
     baselines = default_baselines(spec.family) if baselines is None else tuple(baselines)
-    if "oracle" in baselines and envs.get_family(spec.family).dynamics:
-        raise ValueError(f"no oracle baseline for {spec.family}: the oracle is defined for reward tasks only")
+    oracles = [b for b in baselines if b in ORACLES]
+    if oracles and envs.get_family(spec.family).dynamics:
+        raise ValueError(f"no {oracles[0]} baseline for {spec.family}: the oracle is defined for reward tasks only")
+    budget = None
+    if "pretrained" in baselines or "oracle" in baselines:
+        trained_on = bl.training_env_steps(path)
+        if trained_on is None and baseline_steps is None:
+            raise ValueError(f"the PPO baselines train as long as the policy did, and {str(path)!r} has no "
+                             "progress.csv to say how long: give --baseline-steps")
+        budget = min(x for x in (trained_on, baseline_steps) if x is not None)
     out = Path(out_dir)
     ensure_writable_dir(out)
     horizon = horizon or spec.horizon or envs.get_family(spec.family).horizon
@@ -209,24 +221,32 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
     cache = Path(cache_dir or Path.home() / ".cache" / "metarl" / "baselines")
     kwargs = {} if pretrain_timesteps is None else {"timesteps": pretrain_timesteps}
     specs = {name: spec for name in policies}
-    for name in ("pretrained", "oracle"):
-        if name in baselines:
+    for name in ("pretrained", "oracle", "pretrained-sb3", "oracle-sb3"):
+        if name not in baselines:
+            continue
+        oracle = name in ORACLES
+        if name in ("pretrained", "oracle"):
             if progress:
-                extra = " with the task in the observation" if name == "oracle" else ""
-                print(f"{name} baseline: PPO on the {spec.family} task mixture{extra} (cached in {cache})",
+                extra = " with the task visible" if oracle else ""
+                capped = ", capped by --baseline-steps" if budget == baseline_steps else ""
+                print(f"{name} baseline: batched PPO on the {spec.family} task mixture{extra}, {budget:,} env steps "
+                      f"(the policy's training budget{capped}; cached in {cache})", flush=True)
+            p, info, specs[name] = bl.ppo_policy(spec, seed, horizon, cache, budget, oracle=oracle, progress=progress)
+        else:
+            if progress:
+                print(f"{name} baseline: stable-baselines3 PPO on the {spec.family} task mixture (cached in {cache})",
                       flush=True)
-            p, info = bl.pretrained_policy(spec, seed, horizon, cache, oracle=name == "oracle",
-                                           progress=progress, **kwargs)
-            policies[name] = (p, info)
+            p, info = bl.pretrained_policy(spec, seed, horizon, cache, oracle=oracle, progress=progress, **kwargs)
             # scored as stable-baselines3 trained it: actions clipped to the action space
-            specs[name] = replace(spec, obs_dim=p["w0"].shape[1], task_in_obs=name == "oracle", clip_actions=True)
+            specs[name] = replace(spec, obs_dim=p["w0"].shape[1], task_in_obs=oracle, clip_actions=True)
+        policies[name] = (p, info)
     methods = {}
     for name, (p, info) in tqdm(policies.items(), disable=not progress, desc="evaluating", unit="policy"):
         # The oracle is told the task, so it is not adapted: one value, drawn as a level line, as in
         # the MAML paper.
-        k_max = 0 if name == "oracle" else steps
+        k_max = 0 if name in ORACLES else steps
         lr = None
-        if name in ("pretrained", "random") and steps > 0:
+        if name != "maml" and name not in ORACLES and steps > 0:
             lr, scores = choose_inner_lr(p, specs[name], steps, episodes, seed, horizon,
                                          num_tasks=min(num_tasks, LR_GRID_TASKS))
             info = {**info, "inner_lr": lr, "inner_lr_grid": {f"{k:g}": v for k, v in scores.items()},
@@ -238,7 +258,7 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
         summary = [mean_ci(returns[k]) for k in range(k_max + 1)]
         before = np.cumsum([0.0] + [float(s.mean()) for s in steps_sampled[:-1]])  # env steps before each score
         methods[name] = {"mean": [s[0] for s in summary], "ci95": [[s[1], s[2]] for s in summary],
-                         "per_task": returns.tolist(), "adapted": name != "oracle", "source": info,
+                         "per_task": returns.tolist(), "adapted": name not in ORACLES, "source": info,
                          "experience": experience([k * episodes for k in range(k_max + 1)], before.tolist())}
     config_path = Path(path) / "config.yaml" if Path(path).is_dir() else Path(path).parent / "config.yaml"
     record = {
@@ -274,9 +294,10 @@ def _write_outputs(record: dict, out: Path) -> None:
     atomic_write(out / "adaptation.png", lambda p: plot_adaptation(record, p))
 
 
-LABELS = {"maml": "MAML", "pretrained": "pretrained", "random": "random", "oracle": "oracle"}
+LABELS = {"maml": "MAML", "pretrained": "pretrained (batched PPO)", "random": "random",
+          "oracle": "oracle (batched PPO)", "pretrained-sb3": "pretrained (SB3 PPO)", "oracle-sb3": "oracle (SB3 PPO)"}
 STYLES = {"maml": ("tab:red", "o"), "pretrained": ("tab:blue", "s"), "random": ("tab:gray", "^"),
-          "oracle": ("tab:green", "d")}
+          "oracle": ("tab:green", "d"), "pretrained-sb3": ("tab:cyan", "v"), "oracle-sb3": ("tab:olive", "d")}
 
 
 def plot_adaptation(record: dict, path: Path) -> None:

@@ -121,7 +121,7 @@ def test_eval_cli_outputs_and_errors(tmp_path, capsys):
         ([str(path), "--seed", "-1"], "--seed must be an integer in [0, 4294967295], got -1"),
         ([str(path), "--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
         ([str(tmp_path / "missing.pt")], "no run directory or policy file at"),
-        ([str(path), "--out", str(path / "sub")], "cannot write to output directory"),
+        ([str(path), "--out", str(path / "sub"), "--baselines", "random"], "cannot write to output directory"),
     ]:
         with pytest.raises(SystemExit) as e:
             main(["eval", *argv, "--no-progress"] + ([] if "--out" in argv else ["--out", str(tmp_path / "bad")]))
@@ -152,24 +152,25 @@ def test_sb3_weights_with_observation_normaliser_and_action_scale():
     env.close()
 
 
-def test_oracle_baseline_is_evaluated_unadapted(tmp_path):
+def test_sb3_oracle_baseline_is_evaluated_unadapted(tmp_path):
     path = _tiny_policy(tmp_path)
     out = tmp_path / "eval"
-    record = evaluate(path, out, num_tasks=3, steps=2, episodes=2, seed=0, baselines=("oracle", "random"),
+    record = evaluate(path, out, num_tasks=3, steps=2, episodes=2, seed=0, baselines=("oracle-sb3", "random"),
                       pretrain_timesteps=64, cache_dir=tmp_path / "cache", progress=False)
-    oracle = record["methods"]["oracle"]
+    oracle = record["methods"]["oracle-sb3"]
     assert len(oracle["mean"]) == 1 and not oracle["adapted"] and np.array(oracle["per_task"]).shape == (1, 3)
     assert oracle["source"]["task_in_obs"] and record["methods"]["random"]["adapted"]
     cached = list((tmp_path / "cache").glob("oracle-HalfCheetahVel-*.pt"))
     assert len(cached) == 1 and gaussian.load_policy(cached[0])[0]["w0"].shape == (16, 18)
     rows = (out / "adaptation.csv").read_text().splitlines()
-    assert sum(r.startswith("oracle,") for r in rows) == 1
+    assert sum(r.startswith("oracle-sb3,") for r in rows) == 1
 
 
 def test_no_oracle_for_dynamics_families(tmp_path):
     path = _tiny_policy(tmp_path, family="HopperRandParams")
-    with pytest.raises(ValueError, match="no oracle baseline for HopperRandParams"):
-        evaluate(path, tmp_path / "e", num_tasks=2, steps=1, episodes=1, baselines=("oracle",), progress=False)
+    for oracle in ("oracle", "oracle-sb3"):
+        with pytest.raises(ValueError, match=f"no {oracle} baseline for HopperRandParams"):
+            evaluate(path, tmp_path / "e", num_tasks=2, steps=1, episodes=1, baselines=(oracle,), progress=False)
     assert not (tmp_path / "e").exists()
     from metarl.evaluation.protocol import default_baselines
 
