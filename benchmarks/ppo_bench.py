@@ -45,10 +45,11 @@ ROBOTS = {
 BIN = 20_000  # env steps per point of a curve
 
 
-def run_ours(robot: str, seed: int, steps: int, out: Path) -> dict:
-    """``metarl train`` of batched-ppo; its curve from progress.csv."""
+def run_ours(robot: str, seed: int, steps: int, out: Path, name: str | None = None) -> dict:
+    """``metarl train`` of batched-ppo for ``steps`` env steps (its learning rate annealed over them), in
+    ``out/name`` (default ``ours-s<seed>``); its curve from progress.csv."""
     spec = ROBOTS[robot]
-    run = out / f"ours-s{seed}"
+    run = out / (name or f"ours-s{seed}")
     if not (run / "progress.csv").is_file() or _done(run) < steps:
         cfg = (ROOT / spec["config"]).read_text()
         per_iteration = _iteration_steps(cfg)
@@ -144,8 +145,8 @@ def _to_threshold(curve: list[dict], threshold: float) -> tuple[float | None, fl
 
 def summarize(runs: dict, steps: int) -> dict:
     """Per method: return at the budget, env steps and wall-clock to the threshold, steps per second."""
-    def final(curve):
-        tail = [p["return"] for p in curve if p["env_steps"] > 0.9 * steps]
+    def final(curve):  # at the budget of the comparison, whatever a run's own budget
+        tail = [p["return"] for p in curve if 0.9 * steps < p["env_steps"] <= steps]
         return float(np.mean(tail)) if tail else float("nan")
 
     sb3_final = statistics.median(final(c["curve"]) for c in runs["sb3"].values())
@@ -214,28 +215,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=1_000_000, help="env steps of each run (default: %(default)s)")
     parser.add_argument("--out", required=True, help="directory of the runs and the record")
     parser.add_argument("--methods", default="sb3,ours", help="comma-separated: sb3, ours (default: both)")
+    parser.add_argument("--ours-steps", type=int,
+                        help="train ours this long instead (its learning rate annealed over it), to find its time "
+                        "to a threshold it does not reach within --steps; the record is ppo-<robot>-ours<N>.json")
     args = parser.parse_args(argv)
+    ours_steps = args.ours_steps or args.steps
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs = {"sb3": {}, "ours": {}}
     for method in args.methods.split(","):
         for seed in seeds:
-            fn = run_sb3 if method == "sb3" else run_ours
-            runs[method][str(seed)] = fn(args.robot, seed, args.steps, out)
+            if method == "sb3":
+                runs[method][str(seed)] = run_sb3(args.robot, seed, args.steps, out)
+            else:
+                name = None if ours_steps == args.steps else f"ours-{ours_steps}-s{seed}"
+                runs[method][str(seed)] = run_ours(args.robot, seed, ours_steps, out, name)
             print(f"{method} seed {seed}: done", flush=True)
     runs = {m: r for m, r in runs.items() if r}
     spec = ROBOTS[args.robot]
     from metarl.files import git_commit
 
     record = {"benchmark": "ppo", "family": spec["family"], "task": spec["task"], "steps": args.steps,
+              "ours_steps": ours_steps,
               "seeds": seeds, "bin": BIN, "sb3_settings": spec["sb3"],
               "ours_config": (ROOT / spec["config"]).read_text(),
               "commit": git_commit(), "runs": runs}
     if "sb3" in runs and "ours" in runs:
         record["summary"] = summarize(runs, args.steps)
-        plot(record, out / f"ppo-{args.robot}.png")
-    (out / f"ppo-{args.robot}.json").write_text(json.dumps(record, indent=1))
+    stem = f"ppo-{args.robot}" + ("" if ours_steps == args.steps else f"-ours{ours_steps}")
+    if "summary" in record:
+        plot(record, out / f"{stem}.png")
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
     print(json.dumps(record.get("summary", {}), indent=1))
     return 0
 
