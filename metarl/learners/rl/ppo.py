@@ -39,6 +39,7 @@ from metarl.learners.gradient.maml import PolicyConfig
 from metarl.policy_spec import spec_from_config
 from metarl.returns import gae
 from metarl.sampling import LOCAL, SamplerChoice, make_sampler
+from metarl.training.config import RunConfig
 from policies import gaussian
 from policies.value import init_value, value
 
@@ -46,24 +47,24 @@ from policies.value import init_value, value
 
 
 @dataclass
-class BatchedPpoConfig(PolicyConfig):
-    """Batched PPO. Defaults: stable-baselines3's PPO defaults (lr 3e-4, 10 epochs, clip 0.2, GAE 0.95,
-    value coefficient 0.5, gradient norm 0.5) at the batch our engine likes (40 x 20 whole episodes)."""
+class PpoSettings(RunConfig):
+    """The keys of every PPO learner (batched-ppo, rl2). Defaults: stable-baselines3's PPO defaults (lr 3e-4,
+    10 epochs, clip 0.2, GAE 0.95, value coefficient 0.5, gradient norm 0.5)."""
 
+    init_std: float = 1.0
+    """initial standard deviation of the Gaussian policy (in policy units)"""
+    action_scale: float = 1.0
+    """the environment receives action_scale x the policy's action"""
+    gamma: float = 0.99
+    """discount"""
     gae_lambda: float = 0.95
     """GAE lambda"""
-    task: dict | None = None
-    """one task of the family to train on, e.g. {velocity: 1.5}; null: the task mixture"""
-    task_visible: bool = False
-    """append the task's features to the observation (the oracle); needs the task mixture"""
     learning_rate: float = 3e-4
     """Adam step size of the policy and the value network (annealed linearly to 0 with lr_anneal)"""
     lr_anneal: bool = True
     """anneal the learning rate linearly to 0 at the last iteration"""
     epochs: int = 10
     """passes over each iteration's samples"""
-    minibatch_size: int = 4096
-    """samples per Adam step"""
     clip: float = 0.2
     """clipping range of the likelihood ratio"""
     vf_coef: float = 0.5
@@ -72,8 +73,6 @@ class BatchedPpoConfig(PolicyConfig):
     """weight of the entropy bonus"""
     max_grad_norm: float = 0.5
     """clip the gradient's global norm to this"""
-    value_hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
-    """hidden layer sizes of the value network"""
     normalize_obs: bool = True
     """normalise observations by their running mean and std"""
     normalize_reward: bool = True
@@ -85,18 +84,42 @@ class BatchedPpoConfig(PolicyConfig):
     """stop an iteration's epochs once the approximate KL from the sampling policy exceeds this; null: never"""
 
     def rules(self):
-        fam = envs.get_family(self.family)
-        rules = super().rules() + [
+        return super().rules() + [
+            (self.init_std > 0, "init_std", "must be > 0"),
+            (self.action_scale > 0, "action_scale", "must be > 0"),
+            (0 <= self.gamma <= 1, "gamma", "must be in [0, 1]"),
+            (0 <= self.gae_lambda <= 1, "gae_lambda", "must be in [0, 1]"),
             (self.learning_rate > 0, "learning_rate", "must be > 0"),
             (self.epochs >= 1, "epochs", "must be >= 1"),
-            (self.minibatch_size >= 1, "minibatch_size", "must be >= 1"),
             (0 < self.clip < 1, "clip", "must be in (0, 1)"),
             (self.vf_coef >= 0, "vf_coef", "must be >= 0"),
             (self.ent_coef >= 0, "ent_coef", "must be >= 0"),
             (self.max_grad_norm > 0, "max_grad_norm", "must be > 0"),
+            (self.target_kl is None or self.target_kl > 0, "target_kl", "must be > 0 or null"),
+        ]
+
+
+@dataclass
+class BatchedPpoConfig(PpoSettings, PolicyConfig):
+    """Batched PPO: :class:`PpoSettings` on a Gaussian MLP (the policy keys of :class:`PolicyConfig`, so that
+    ``metarl eval`` adapts it as it adapts a meta-policy), at the batch our engine likes (40 x 20 whole
+    episodes)."""
+
+    task: dict | None = None
+    """one task of the family to train on, e.g. {velocity: 1.5}; null: the task mixture"""
+    task_visible: bool = False
+    """append the task's features to the observation (the oracle); needs the task mixture"""
+    minibatch_size: int = 4096
+    """samples per Adam step"""
+    value_hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    """hidden layer sizes of the value network"""
+
+    def rules(self):
+        fam = envs.get_family(self.family)
+        rules = super().rules() + [
+            (self.minibatch_size >= 1, "minibatch_size", "must be >= 1"),
             (len(self.value_hidden_sizes) >= 1 and min(self.value_hidden_sizes) >= 1, "value_hidden_sizes",
              "must be positive sizes"),
-            (self.target_kl is None or self.target_kl > 0, "target_kl", "must be > 0 or null"),
             (not (self.task_visible and self.task is not None), "task_visible",
              "needs the task mixture (task: null): one fixed task has nothing to show"),
             (not self.task_visible or fam.has_task_features, "task_visible",

@@ -1,0 +1,117 @@
+"""rl2: the recurrent policy, its state across a trial, the replay the update trains on, and learning."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from metarl.cli import main
+from metarl.learners.memory.rl2 import compact_trials, forward
+from metarl.sampling import Sampler
+from metarl.training import config
+from policies import recurrent
+
+
+def _policy(obs_dim=2, act_dim=2, size=8, seed=0):
+    params = recurrent.init_params(obs_dim, act_dim, size, init_std=0.3, generator=torch.Generator().manual_seed(seed))
+    params["w_mean"] = params["w_mean"] * 100  # a policy whose actions depend visibly on its state
+    return params
+
+
+def test_the_fused_unroll_is_the_step_by_step_cell():
+    params = _policy()
+    x = torch.randn(3, 7, recurrent.input_size(2, 2))
+    state = torch.randn(3, 8)
+    states, h = [], state
+    for t in range(7):
+        h = recurrent.step(params, x[:, t], h)
+        states.append(h)
+    torch.testing.assert_close(recurrent.unroll(params, x, state), torch.stack(states, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_the_unroll_gradient_matches_finite_differences():
+    params = {k: v.double() for k, v in _policy(size=4).items()}
+    x = torch.randn(2, 5, recurrent.input_size(2, 2), dtype=torch.float64)
+    w = params["gru.weight_hh_l0"].clone().requires_grad_()
+
+    def loss(weight):
+        out = recurrent.unroll({**params, "gru.weight_hh_l0": weight}, x, torch.zeros(2, 4, dtype=torch.float64))
+        return out.pow(2).sum()
+
+    assert torch.autograd.gradcheck(loss, (w,))
+
+
+def test_state_survives_an_episode_boundary_and_is_reset_between_trials():
+    """Deterministic trials of Navigation2D: each episode of a trial starts at the origin, so the first action of
+    episode 2 differs from episode 1's only through the state carried over; every trial's first action is the
+    reset policy's."""
+    params = _policy()
+    policy = recurrent.GruPolicy(params)
+    sampler = Sampler("Navigation2D", 2, 2, 5, seed=1)
+    tasks = [{"goal": np.array([0.3, -0.2])}, {"goal": np.array([-0.4, 0.1])}]
+    first = sampler.sample_trials(policy, tasks, 3, deterministic=True)
+    second = sampler.sample_trials(policy, tasks, 3, deterministic=True)
+    a = first.actions.flatten(0, 1)  # [4 trials, 3 * 5, 2]
+    assert not torch.allclose(a[:, 0], a[:, 5]) and not torch.allclose(a[:, 5], a[:, 10])  # carried across
+    fresh, _ = policy.act(torch.zeros(4, 2), policy.initial_state(4), torch.zeros(4), torch.ones(4, dtype=torch.bool),
+                          deterministic=True)
+    torch.testing.assert_close(a[:, 0], fresh)  # a trial starts from the reset state
+    torch.testing.assert_close(second.actions.flatten(0, 1)[:, 0], fresh)  # and so does the next call's
+
+
+def test_the_update_replays_exactly_what_the_sampler_saw():
+    """The replay of compacted trials (padding after early episode ends removed) gives the actions a deterministic
+    policy took, including after an episode that ended early (Navigation2D ends at the goal)."""
+    params = _policy()
+    policy = recurrent.GruPolicy(params, torch.tensor([0.1, -0.1]), torch.tensor([0.5, 2.0]))
+    sampler = Sampler("Navigation2D", 3, 2, 6, seed=2)
+    # the first task's goal is where the first action leads: its first episode ends after one step, leaving
+    # padding inside the trial
+    a0, _ = policy.act(torch.zeros(1, 2), policy.initial_state(1), torch.zeros(1), torch.ones(1, dtype=torch.bool),
+                       deterministic=True)
+    goal = np.clip(a0[0].double().numpy(), -0.1, 0.1)
+    tasks = [{"goal": goal}, {"goal": np.array([0.3, 0.3])}, {"goal": np.array([-0.2, 0.4])}]
+    eps = sampler.sample_trials(policy, tasks, 2, deterministic=True)
+    batch = compact_trials(eps.obs.flatten(0, 1), eps.actions.flatten(0, 1), eps.rewards.flatten(0, 1),
+                           eps.mask.flatten(0, 1), 6)
+    assert batch["mask"][0].sum() < 12 and batch["mask"][0, : int(batch["mask"][0].sum())].all()
+    moments = {"mean": torch.tensor([0.1, -0.1], dtype=torch.float64),
+               "var": torch.tensor([0.25, 4.0], dtype=torch.float64) - 1e-8}
+    mean, _, _ = forward(params, batch, moments)
+    valid = batch["mask"].bool()
+    torch.testing.assert_close(mean[valid], batch["actions"][valid], rtol=1e-4, atol=1e-5)
+    for bptt in (1, 4):  # truncation changes the gradient, never the forward values
+        torch.testing.assert_close(forward(params, batch, moments, bptt)[0][valid], mean[valid])
+
+
+def test_resume_is_bitwise_the_uninterrupted_run(tmp_path):
+    cfg = {"family": "Navigation2D", "algo": "rl2", "meta_batch_size": 4, "episodes_per_task": 2, "horizon": 5,
+           "hidden_sizes": [8], "minibatch_trials": 4, "epochs": 2, "iterations": 4}
+    (tmp_path / "c.yaml").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "whole"), "--no-progress"]) == 0
+    # stopped after its first iteration, whose learning rate does not depend on the run's length
+    assert main(["train", str(tmp_path / "c.yaml"), "--set", "iterations=1", "--out", str(tmp_path / "cut"),
+                 "--no-progress"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--set", "iterations=4", "--no-progress"]) == 0
+    whole = torch.load(tmp_path / "whole" / "policy.pt", weights_only=True)["params"]
+    cut = torch.load(tmp_path / "cut" / "policy.pt", weights_only=True)["params"]
+    for k in whole:
+        assert torch.equal(whole[k], cut[k]), k
+    import csv
+
+    def learning_columns(run):  # all but the timings
+        with open(tmp_path / run / "progress.csv") as f:
+            rows = list(csv.DictReader(f))
+        return [{k: v for k, v in row.items() if not k.startswith(("time_", "wall_clock"))} for row in rows]
+
+    assert learning_columns("whole") == learning_columns("cut")
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"hidden_sizes": [8, 8]}, "hidden_sizes"), ({"episodes_per_trial": 0}, "episodes_per_trial"),
+    ({"bptt_steps": 0}, "bptt_steps"), ({"inner_lr": 0.1}, "inner_lr"),
+])
+def test_bad_rl2_configs_are_one_named_error(extra, message):
+    with pytest.raises(ValueError, match=message):
+        config.from_dict({"family": "Navigation2D", "algo": "rl2", **extra}, "test", quiet=True)
