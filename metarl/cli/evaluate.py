@@ -19,6 +19,7 @@ MODEL_BASED_FLAGS = {"mb_run": None, "maml_run": None, "maml_steps": 1, "switch_
 OUTPUTS = {False: ("adaptation.json", "adaptation.csv", "adaptation.png"), True: ("model_eval.json", "model_eval.png")}
 POLICY_FLAGS = {"family": None, "steps": None, "baselines": None, "pretrain_timesteps": None, "baseline_steps": None,
                 "baseline_cache": None}
+MEMORY_FLAGS = {"trial_episodes": None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,11 +29,29 @@ def run(args: argparse.Namespace) -> int:
     usage_errors(check_seed, args.seed)  # before anything is drawn or written with it
     kind = usage_errors(learner_kind, args.policy)
     _refuse_existing_outputs(args, kind)
-    wrong = POLICY_FLAGS if kind == "model-based" else MODEL_BASED_FLAGS
+    wrong = {"model-based": {**POLICY_FLAGS, **MEMORY_FLAGS}, "memory": {**POLICY_FLAGS, **MODEL_BASED_FLAGS}}.get(
+        kind, {**MODEL_BASED_FLAGS, **MEMORY_FLAGS})
     given = [f"--{name.replace('_', '-')}" for name, default in wrong.items() if getattr(args, name) != default]
     if given:
         raise UsageError(f"{', '.join(given)}: not for a {kind} run like {args.policy} (see metarl eval --help)")
-    return _eval_model(args) if kind == "model-based" else _eval_policy(args)
+    return {"model-based": _eval_model, "memory": _eval_memory}.get(kind, _eval_policy)(args)
+
+
+def _eval_memory(args: argparse.Namespace) -> int:
+    from metarl.evaluation.memory import evaluate_memory
+
+    out = output_dir(args, "memory")
+    record = usage_errors(evaluate_memory, args.policy, out, num_tasks=args.tasks, trials=args.episodes or 4,
+                          episodes_per_trial=args.trial_episodes, seed=args.seed, horizon=args.horizon,
+                          progress=not args.no_progress)
+    m = record["methods"]["rl2"]
+    print(f"{record['family']}, {record['num_tasks']} held-out tasks, {record['trials']} trials of "
+          f"{record['episodes_per_trial']} episodes each (horizon {record['horizon']}); mean return of episode 1.."
+          f"{record['episodes_per_trial']} of a trial (95% CI):")
+    for k, (mean, (lo, hi)) in enumerate(zip(m["mean"], m["ci95"], strict=True)):
+        print(f"  episode {k + 1}  {mean:9.1f} [{lo:.1f}, {hi:.1f}]   after {k} episode(s) of experience")
+    print(f"wrote {out / 'adaptation.json'}, adaptation.csv, adaptation.png")
+    return 0
 
 
 def output_dir(args: argparse.Namespace, kind: str):
@@ -159,6 +178,10 @@ def add(subparsers) -> None:
                    help="where trained baselines are kept (default: ~/.cache/metarl/baselines)")
     g.add_argument("--pretrain-timesteps", type=int,
                    help="SB3 PPO steps of the pretrained-sb3 and oracle-sb3 baselines (default 1000000)")
+    r = p.add_argument_group("memory-based runs (rl2)")
+    r.add_argument("--trial-episodes", type=int, metavar="K",
+                   help="episodes per trial, the policy's memory kept across them (default: the training K); "
+                   "--episodes sets the trials per task (default 4)")
     m = p.add_argument_group("model-based runs (grbal, mb-mpc)")
     m.add_argument("--mb-run", metavar="DIR", help="an algo mb-mpc run of the same family")
     m.add_argument("--maml-run", metavar="DIR", help="a policy run (trpo, promp...) of the same family")

@@ -294,10 +294,11 @@ def _write_outputs(record: dict, out: Path) -> None:
     atomic_write(out / "adaptation.png", lambda p: plot_adaptation(record, p))
 
 
-LABELS = {"maml": "MAML", "pretrained": "pretrained (batched PPO)", "random": "random",
+LABELS = {"maml": "MAML", "rl2": "RL²", "pretrained": "pretrained (batched PPO)", "random": "random",
           "oracle": "oracle (batched PPO)", "pretrained-sb3": "pretrained (SB3 PPO)", "oracle-sb3": "oracle (SB3 PPO)"}
-STYLES = {"maml": ("tab:red", "o"), "pretrained": ("tab:blue", "s"), "random": ("tab:gray", "^"),
-          "oracle": ("tab:green", "d"), "pretrained-sb3": ("tab:cyan", "v"), "oracle-sb3": ("tab:olive", "d")}
+STYLES = {"maml": ("tab:red", "o"), "rl2": ("tab:purple", "o"), "pretrained": ("tab:blue", "s"),
+          "random": ("tab:gray", "^"), "oracle": ("tab:green", "d"), "pretrained-sb3": ("tab:cyan", "v"),
+          "oracle-sb3": ("tab:olive", "d")}
 
 
 def plot_adaptation(record: dict, path: Path) -> None:
@@ -321,8 +322,12 @@ def plot_adaptation(record: dict, path: Path) -> None:
             continue
         ax.plot(steps, m["mean"], marker=marker, color=color, label=LABELS.get(name, name))
         ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
-    ax.set_xticks(steps, [f"{e}\n({k} step{'' if k == 1 else 's'})" for k, e in enumerate(steps)])
-    ax.set_xlabel("episodes of experience on the new task (gradient steps)")
+    if record.get("kind") == "memory":  # adapting in its activations: episode k of a trial after k episodes
+        ax.set_xticks(steps, [str(e) for e in steps])
+        ax.set_xlabel("episodes of experience on the new task (episode of the trial - 1)")
+    else:
+        ax.set_xticks(steps, [f"{e}\n({k} step{'' if k == 1 else 's'})" for k, e in enumerate(steps)])
+        ax.set_xlabel("episodes of experience on the new task (gradient steps)")
     ax.set_ylabel("average return")
     # the direction families have two tasks only, which training sees too: not "held-out" there
     two_tasks = envs.get_family(record["family"]).two_tasks
