@@ -41,7 +41,8 @@ def _eval_memory(args: argparse.Namespace) -> int:
     from metarl.evaluation.memory import evaluate_memory
 
     out = output_dir(args, "memory")
-    record = usage_errors(evaluate_memory, args.policy, out, num_tasks=args.tasks, trials=args.episodes or 4,
+    trials = 4 if args.episodes is None else args.episodes
+    record = usage_errors(evaluate_memory, args.policy, out, num_tasks=args.tasks, trials=trials,
                           episodes_per_trial=args.trial_episodes, seed=args.seed, horizon=args.horizon,
                           progress=not args.no_progress)
     m = record["methods"]["rl2"]

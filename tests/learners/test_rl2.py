@@ -111,11 +111,57 @@ def test_resume_is_bitwise_the_uninterrupted_run(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     ({"hidden_sizes": [8, 8]}, "hidden_sizes"), ({"episodes_per_trial": 0}, "episodes_per_trial"),
-    ({"bptt_steps": 0}, "bptt_steps"), ({"inner_lr": 0.1}, "inner_lr"),
+    ({"bptt_steps": 0}, "bptt_steps"), ({"gru_size": 8}, "gru_size"),
 ])
 def test_bad_rl2_configs_are_one_named_error(extra, message):
     with pytest.raises(ValueError, match=message):
         config.from_dict({"family": "Navigation2D", "algo": "rl2", **extra}, "test", quiet=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("rl2")
+    cfg = {"family": "Navigation2D", "algo": "rl2", "meta_batch_size": 4, "episodes_per_task": 2, "horizon": 5,
+           "hidden_sizes": [8], "minibatch_trials": 4, "epochs": 1, "iterations": 1, "episodes_per_trial": 2}
+    (root / "c.yaml").write_text(json.dumps(cfg))
+    assert main(["train", str(root / "c.yaml"), "--out", str(root / "run"), "--no-progress"]) == 0
+    return root / "run"
+
+
+def test_eval_scores_each_episode_of_a_trial_on_the_experience_axis(tiny_run, tmp_path, capsys):
+    out = tmp_path / "e"
+    assert main(["eval", str(tiny_run), "--tasks", "3", "--episodes", "2", "--trial-episodes", "3", "--seed", "4",
+                 "--out", str(out), "--no-progress"]) == 0
+    record = json.loads((out / "adaptation.json").read_text())
+    rl2 = record["methods"]["rl2"]
+    assert record["kind"] == "memory" and record["episodes_per_trial"] == 3 and len(rl2["mean"]) == 3
+    assert rl2["experience"]["episodes"] == [0, 1, 2] and rl2["experience"]["online"]
+    assert np.array(rl2["per_task"]).shape == (3, 3) and (out / "adaptation.png").is_file()
+    # the scores are the sampler's: 2 trials of 3 episodes of the held-out tasks with the same seed
+    import envs
+    from metarl.evaluation.memory import load_memory_policy
+
+    policy, _ = load_memory_policy(tiny_run)
+    tasks = envs.task_split("Navigation2D", "test", 3, 4)
+    eps = Sampler("Navigation2D", 3, 2, 5, seed=4).sample_trials(policy, tasks, 3)
+    expected = eps.rewards.view(3, 2, 3, 5).sum(-1).mean(1).T
+    np.testing.assert_allclose(rl2["per_task"], expected.numpy(), rtol=1e-6)
+    assert "episode 3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--steps", "2"], "--steps: not for a memory run"),
+    (["--baselines", "random"], "--baselines: not for a memory run"),
+    (["--mb-run", "x"], "--mb-run: not for a memory run"),
+    (["--trial-episodes", "0"], "--trial-episodes must be an integer >= 1, got 0"),
+    (["--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
+])
+def test_bad_eval_input_for_an_rl2_run_is_one_line_and_writes_nothing(argv, named, tiny_run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(tiny_run), *argv, "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and named in err, err
+    assert not (tmp_path / "out").exists()
 
 
 def _train(tmp_path, name: str, settings: dict) -> Path:
