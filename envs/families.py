@@ -6,7 +6,7 @@ train and test sets with :func:`task_split`. Sources of each definition are cite
 ``source`` field and in the README's family table.
 
 Each :class:`Family` declares what callers ask of it (:attr:`~Family.kind`, :attr:`~Family.task_kind`,
-:attr:`~Family.mujoco`, :attr:`~Family.two_tasks`, :attr:`~Family.has_task_features`,
+:attr:`~Family.mujoco`, :attr:`~Family.two_tasks`,
 :attr:`~Family.draws_goal`, :attr:`~Family.broken_key`, :meth:`~Family.transition_reward_defined`):
 code outside this module asks those and never compares a family's name.
 """
@@ -117,12 +117,6 @@ class Family:
         of :func:`task_split` then hold both tasks, so its "test" tasks were also trained on (say so
         where results on them are reported). False for every other family, whose splits are disjoint."""
         return self.task_kind == "direction"
-
-    @property
-    def has_task_features(self) -> bool:
-        """True when :func:`task_features` is defined (the reward families: what an oracle policy
-        observes next to the observation); it raises a ValueError for the others."""
-        return self.kind == "reward"
 
     @property
     def draws_goal(self) -> bool:
@@ -512,22 +506,35 @@ def _expected_keys(fam: Family, opts: dict) -> dict[str, tuple[tuple[int, ...], 
 
 
 def task_features(family: str, tasks: list[dict]) -> np.ndarray:
-    """The task parameters as a flat vector per task: what an oracle policy observes.
+    """The task as a flat vector per task: what an oracle (or a privileged teacher) policy observes.
 
-    Defined for the reward families (velocity, direction, goal; :attr:`Family.has_task_features`), as the
-    MAML paper's oracle; the dynamics families (multipliers, broken actuators) have none (a ValueError).
+    - reward families: the task's values in sorted key order (the MAML paper's oracle; k = 1 for velocity
+      and direction, 2 for goals);
+    - rand-params families: each multiplier ``base ** u`` as its exponent ``u`` in
+      ``[-RAND_PARAM_LOG_RANGE, RAND_PARAM_LOG_RANGE]`` (log-multipliers on one scale), flattened in
+      sorted key order (Hopper 41 values, Walker2D 65);
+    - broken-actuator families: a one-hot of the broken joint or leg (all zeros for the intact robot).
 
     Args:
-        family: a reward family's name.
+        family: a family's name.
         tasks: N task dicts.
 
     Returns:
-        ``[N, k]`` float64, the task's values in sorted key order (k = 1 for velocity and
-        direction, 2 for goals).
+        ``[N, k]`` float64.
     """
     fam = get_family(family)
-    if not fam.has_task_features:
-        raise ValueError(f"{fam.name}: the oracle (task parameters in the observation) is defined for reward "
-                         "tasks only, not for randomised dynamics")
+    if fam.kind == "broken":
+        out = np.zeros((len(tasks), len(fam.broken_actuators)))
+        for row, task in zip(out, tasks, strict=True):
+            part = int(np.asarray(task[fam.broken_key]))
+            if part >= 0:
+                row[part] = 1.0
+        return out
+    if fam.kind == "dynamics":
+        def exponents(task):
+            return [np.ravel(np.log(np.asarray(task[k], dtype=np.float64)) / np.log(RAND_PARAM_BASES[k]))
+                    for k in sorted(task)]
+
+        return np.stack([np.concatenate(exponents(t)) for t in tasks])
     return np.stack([np.concatenate([np.ravel(np.asarray(t[k], dtype=np.float64)) for k in sorted(t)])
                      for t in tasks])

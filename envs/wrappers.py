@@ -12,7 +12,7 @@ class TaskInObservation(gymnasium.ObservationWrapper, gymnasium.utils.RecordCons
     """Appends the current task's parameters (:func:`envs.families.task_features`) to the observation.
 
     The observation of an oracle: with ``task=None`` the task changes at every reset and the policy
-    sees which one it is in. A ValueError for a dynamics family (no oracle is defined there).
+    sees which one it is in (its features: reward values, dynamics multipliers or the broken part).
     """
 
     def __init__(self, env: gymnasium.Env):

@@ -171,7 +171,7 @@ def add(subparsers) -> None:
     g.add_argument("--steps", type=int, help="inner gradient steps (default: 3)")
     g.add_argument("--baselines",
                    help="comma-separated: pretrained, random, oracle, pretrained-sb3, oracle-sb3, or '' for none "
-                   "(default: pretrained, random, oracle; no oracle for the dynamics families)")
+                   "(default: pretrained, random, oracle)")
     g.add_argument("--baseline-steps", type=int, metavar="N",
                    help="cap the env steps of the pretrained and oracle baselines (batched PPO), which otherwise "
                    "train as long as the policy did (its progress.csv)")

@@ -3,7 +3,7 @@
 ``random``: a freshly initialised policy of the meta-policy's shape. ``pretrained``: our batched PPO
 (``batched-ppo``) trained on the task mixture (a new task for every simulation each iteration) for as
 many env steps as the meta-policy trained on, at PPO's own best setting (:data:`PPO_BASELINE`).
-``oracle``: the same with the task's features appended to the observation (reward families only).
+``oracle``: the same with the task's features (:func:`envs.task_features`) appended to the observation.
 ``pretrained-sb3`` and ``oracle-sb3``: the earlier baselines, stable-baselines3 PPO for
 :data:`PRETRAIN_TIMESTEPS` steps, its actor weights copied into our parameter dict, kept to compare with
 older tables. All but the oracle are then adapted with the same inner loop as the meta-policy. Trained

@@ -102,7 +102,7 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
 
 
 BASELINES = ("pretrained", "random", "oracle", "pretrained-sb3", "oracle-sb3")
-ORACLES = ("oracle", "oracle-sb3")  # told the task: never adapted, defined for reward families only
+ORACLES = ("oracle", "oracle-sb3")  # told the task (envs.task_features): never adapted
 # inner step sizes tried for the adapted baselines, as multiples of the meta-policy's (the MAML paper
 # gives each baseline its best step size); chosen on training tasks, never on the test tasks
 LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -151,8 +151,10 @@ def held_out_task(family: str, index: int, num_tasks: int = 40, seed: int = 0, *
 
 
 def default_baselines(family: str) -> tuple[str, ...]:
-    """Every baseline defined for ``family`` (no oracle for the dynamics families)."""
-    return tuple(b for b in ("pretrained", "random", "oracle") if b != "oracle" or not envs.get_family(family).dynamics)
+    """The baselines evaluated unless others are asked for: pretrained, random and the oracle (every family has
+    task features: reward values, dynamics multipliers or the broken part)."""
+    envs.get_family(family)  # a ValueError for an unknown name
+    return ("pretrained", "random", "oracle")
 
 
 def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, num_tasks: int = 40,
@@ -170,8 +172,8 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
         episodes: episodes per task per step (default: the policy's training ``episodes_per_task``; the
             inner advantages always use its training gamma and GAE lambda).
         seed: seeds the test tasks, the sampling and the baselines.
-        baselines: any of :data:`BASELINES` (default: pretrained, random and, for a reward family, oracle). The
-            oracles are evaluated once, unadapted (they observe the task).
+        baselines: any of :data:`BASELINES` (default: pretrained, random and oracle). The oracles are evaluated
+            once, unadapted (they observe the task's features).
         horizon: episode length (default: the policy's training horizon).
         pretrain_timesteps: SB3 PPO steps of the pretrained-sb3 and oracle-sb3 baselines (default
             :data:`metarl.evaluation.baselines.PRETRAIN_TIMESTEPS`).
@@ -201,9 +203,6 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
     params, spec = load_meta_policy(path, family)
     episodes = spec.episodes_per_task if episodes is None else episodes
     baselines = default_baselines(spec.family) if baselines is None else tuple(baselines)
-    oracles = [b for b in baselines if b in ORACLES]
-    if oracles and envs.get_family(spec.family).dynamics:
-        raise ValueError(f"no {oracles[0]} baseline for {spec.family}: the oracle is defined for reward tasks only")
     budget = None
     if "pretrained" in baselines or "oracle" in baselines:
         trained_on = bl.training_env_steps(path)

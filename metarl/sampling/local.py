@@ -63,8 +63,8 @@ class Sampler:
         action_scale: the environment receives ``action_scale`` times the policy's action (the
             episodes store the policy's own action, so losses need not know the scale).
         nthread: engine threads (0: all cores).
-        task_in_obs: append the task's parameters (:func:`envs.task_features`) to every observation,
-            the observation of the oracle baseline (reward families only).
+        task_in_obs: append the task's features (:func:`envs.task_features`: reward values, dynamics
+            multipliers or the broken part) to every observation, the observation of the oracle baseline.
         clip_actions: clip the environment's actions to its action space before they are applied
             (and charged as control cost), as stable-baselines3 does for the policies it trains; the
             meta-policies train and are scored unclipped, as in gymnasium.

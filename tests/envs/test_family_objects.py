@@ -74,14 +74,11 @@ def test_declared_attributes_match_the_tasks(name):
     assert fam.mujoco is (fam.body is not None)
     tasks = envs.sample_tasks(name, 200, np.random.default_rng(0))
     keys = set(tasks[0])
-    # the oracle's features exist exactly for the declared families
-    if fam.has_task_features:
-        assert task_features(name, tasks).shape[0] == 200
-    else:
-        with pytest.raises(ValueError, match="oracle"):
-            task_features(name, tasks)
+    # the oracle's features exist for every family, one row per task, varying with the task
+    features = task_features(name, tasks)
+    assert features.shape[0] == 200 and np.isfinite(features).all()
+    assert len({tuple(row) for row in features}) == len(values := {envs.families._task_key(t) for t in tasks})
     # two tasks, both in both splits; every other family has many, and disjoint splits
-    values = {envs.families._task_key(t) for t in tasks}
     if fam.two_tasks:
         assert len(values) == 2
         for split in ("train", "test"):
@@ -182,3 +179,17 @@ def test_family_declarations_are_checked():
     with pytest.raises(ValueError, match="contradicts"):
         envs.families.Family("X", "hopper", 10, "", "", "", {}, False, task_kind="rand-params")
     assert envs.families.Family("X", fam.body, 10, "", "", "", {}, True, task_kind="rand-params").dynamics
+
+
+def test_dynamics_and_broken_features_are_what_changed():
+    """RandParams: each multiplier base ** u appears as u; a broken family: a one-hot of the part, none intact."""
+    from envs.families import RAND_PARAM_BASES
+
+    task = envs.sample_tasks("HopperRandParams", 1, np.random.default_rng(3))[0]
+    features = task_features("HopperRandParams", [task])[0]
+    expected = np.concatenate([np.ravel(np.log(task[k]) / np.log(RAND_PARAM_BASES[k])) for k in sorted(task)])
+    np.testing.assert_allclose(features, expected)
+    # sorted keys: body_inertia's 5 x 3 values come first, then body_mass's 5
+    np.testing.assert_allclose(RAND_PARAM_BASES["body_mass"] ** features[15:20], task["body_mass"])
+    joints = task_features("HalfCheetahDisabledJoint", [{"joint": 2}, {"joint": -1}])
+    assert joints.tolist() == [[0, 0, 1, 0, 0, 0], [0] * 6]

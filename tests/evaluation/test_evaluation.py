@@ -166,16 +166,17 @@ def test_sb3_oracle_baseline_is_evaluated_unadapted(tmp_path):
     assert sum(r.startswith("oracle-sb3,") for r in rows) == 1
 
 
-def test_no_oracle_for_dynamics_families(tmp_path):
+def test_the_oracle_of_a_dynamics_family_observes_its_multipliers(tmp_path):
     path = _tiny_policy(tmp_path, family="HopperRandParams")
-    for oracle in ("oracle", "oracle-sb3"):
-        with pytest.raises(ValueError, match=f"no {oracle} baseline for HopperRandParams"):
-            evaluate(path, tmp_path / "e", num_tasks=2, steps=1, episodes=1, baselines=(oracle,), progress=False)
-    assert not (tmp_path / "e").exists()
+    record = evaluate(path, tmp_path / "e", num_tasks=2, steps=1, episodes=1, baselines=("oracle",),
+                      baseline_steps=100, cache_dir=tmp_path / "cache", progress=False)
+    oracle = record["methods"]["oracle"]
+    assert not oracle["adapted"] and oracle["source"]["config"]["task_visible"]
+    cached = next((tmp_path / "cache").glob("oracle-HopperRandParams-*.pt"))
+    assert gaussian.load_policy(cached)[0]["w0"].shape[1] == 11 + 41  # Hopper's observation + 41 exponents
     from metarl.evaluation.protocol import default_baselines
 
-    assert default_baselines("HopperRandParams") == ("pretrained", "random")
-    assert default_baselines("AntGoal") == ("pretrained", "random", "oracle")
+    assert default_baselines("HopperRandParams") == default_baselines("AntGoal") == ("pretrained", "random", "oracle")
 
 
 def test_eval_defaults_to_the_training_protocol_and_says_so(tmp_path, capsys):

@@ -124,7 +124,6 @@ def test_the_oracle_observes_the_task_and_says_so_in_its_policy(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     ({"task": {"velocity": 1.0}}, "unknown key"),
     ({"task_visible": True}, "needs the task mixture"),
-    ({"task": None, "task_visible": True, "family": "HopperRandParams"}, "needs task features"),
     ({"clip": 1.5}, "'clip' must be in (0, 1)"),
     ({"learning_rate": float("inf")}, "'learning_rate' must be a finite number"),
 ])

@@ -115,15 +115,12 @@ class BatchedPpoConfig(PpoSettings, PolicyConfig):
     """hidden layer sizes of the value network"""
 
     def rules(self):
-        fam = envs.get_family(self.family)
         rules = super().rules() + [
             (self.minibatch_size >= 1, "minibatch_size", "must be >= 1"),
             (len(self.value_hidden_sizes) >= 1 and min(self.value_hidden_sizes) >= 1, "value_hidden_sizes",
              "must be positive sizes"),
             (not (self.task_visible and self.task is not None), "task_visible",
              "needs the task mixture (task: null): one fixed task has nothing to show"),
-            (not self.task_visible or fam.has_task_features, "task_visible",
-             f"needs task features, which {fam.name} does not define"),
         ]
         if self.task is not None:
             envs.validate_task(self.family, self.task, **self.family_options)  # a ValueError naming the key
