@@ -15,7 +15,7 @@ from metarl.cli.common import UsageError, usage_errors
 
 # flags that only one kind of evaluation reads, with their defaults
 MODEL_BASED_FLAGS = {"mb_run": None, "maml_run": None, "maml_steps": 1, "switch_at": None, "planner": [],
-                     "methods": None, "nthread": 0}
+                     "methods": None, "nthread": 0, "inner_lr": None}
 OUTPUTS = {False: ("adaptation.json", "adaptation.csv", "adaptation.png"), True: ("model_eval.json", "model_eval.png")}
 POLICY_FLAGS = {"family": None, "steps": None, "baselines": None, "pretrain_timesteps": None, "baseline_steps": None,
                 "baseline_cache": None}
@@ -133,7 +133,7 @@ def _eval_model(args: argparse.Namespace) -> int:
     record = usage_errors(evaluate_model_based, args.policy, out, num_tasks=args.tasks, seed=args.seed,
                            horizon=args.horizon, mb_run=args.mb_run, maml_run=args.maml_run, maml_steps=args.maml_steps,
                            episodes=episodes, switch_at=args.switch_at, nthread=args.nthread,
-                           planner=planner, methods=methods, progress=not args.no_progress)
+                           planner=planner, methods=methods, inner_lr=args.inner_lr, progress=not args.no_progress)
     print(f"wrote {out / 'model_eval.json'}, model_eval.png ({record['wall_clock_s'] / 60:.1f} min)")
     return 0
 
@@ -192,6 +192,8 @@ def add(subparsers) -> None:
     m.add_argument("--planner", action="append", default=[], metavar="KEY=VALUE",
                    help="replace a planner setting of the GrBAL run for every controller (repeatable), e.g. "
                    "--planner planner_candidates=500: what a knob costs in return")
+    m.add_argument("--inner-lr", type=float, metavar="ALPHA",
+                   help="online adaptation step size of grbal and mb-mpc-adapted (default: the GrBAL run's inner_lr)")
     m.add_argument("--methods", help="comma-separated subset of grbal, grbal-unadapted, mb-mpc-adapted, mb-mpc, "
                    "maml (default: every one whose run is given)")
     p.set_defaults(func=run)

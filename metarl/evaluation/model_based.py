@@ -34,6 +34,7 @@ import torch
 import envs
 from metarl import learners
 from metarl.evaluation import SCHEMA, experience
+from metarl.evaluation.baselines import training_env_steps
 from metarl.evaluation.protocol import adaptation_returns, load_meta_policy, mean_ci
 from metarl.files import atomic_write, ensure_writable_dir, git_commit, load_torch_file
 from metarl.learners.model_based.grbal import run_controller
@@ -58,24 +59,12 @@ def load_model_run(path: str | Path) -> tuple[dict, dict, config.Config, int]:
     return model["params"], model["stats"], cfg, model.get("env_steps")
 
 
-def _training_env_steps(run: Path) -> int | None:
-    """The env steps of a policy run: its progress.csv's last row (its policy.pt is written with each row's
-    checkpoint, at most ``checkpoint_every`` rows behind)."""
-    path = run / "progress.csv"
-    if not path.is_file():
-        return None
-    lines = path.read_text().strip().splitlines()
-    if len(lines) < 2:
-        return None
-    header = lines[0].split(",")
-    return int(float(lines[-1].split(",")[header.index("env_steps")]))
-
-
 def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int = 40, seed: int = 0,
                          horizon: int | None = None, mb_run: str | Path | None = None,
                          maml_run: str | Path | None = None, maml_steps: int = 1, episodes: int = 10,
                          switch_at: int | None = None, nthread: int = 0, planner: dict | None = None,
-                         methods: list[str] | None = None, progress: bool = True) -> dict:
+                         methods: list[str] | None = None, inner_lr: float | None = None,
+                         progress: bool = True) -> dict:
     """Evaluate a GrBAL run and its baselines; write ``model_eval.json`` and ``model_eval.png``.
 
     Args:
@@ -94,6 +83,8 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
             ``planner_iterations``, ``planner_noise``, ``planner_kappa``) that replace the GrBAL run's for
             every controller: what a knob costs in return, on the same model.
         methods: evaluate only these (names above; default: every one whose run is given).
+        inner_lr: the online adaptation step size of the adapted controllers (grbal, mb-mpc-adapted) instead
+            of the GrBAL run's: what another alpha does to the same models.
         progress: print a line per method.
 
     Returns:
@@ -121,13 +112,16 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
     horizon = horizon or cfg.horizon or envs.get_family(family).horizon
     if switch_at is not None and not 1 <= switch_at < horizon:
         raise ValueError(f"--switch-at must be in [1, {horizon - 1}], got {switch_at}")
-    models = {"grbal": (params, stats, cfg.inner_lr, steps_used), "grbal-unadapted": (params, stats, 0.0, steps_used)}
+    if inner_lr is not None and not (isinstance(inner_lr, int | float) and np.isfinite(inner_lr) and inner_lr > 0):
+        raise ValueError(f"--inner-lr must be a finite number > 0, got {inner_lr!r}")
+    alpha = cfg.inner_lr if inner_lr is None else float(inner_lr)
+    models = {"grbal": (params, stats, alpha, steps_used), "grbal-unadapted": (params, stats, 0.0, steps_used)}
     if mb_run is not None:
         mb_params, mb_stats, mb_cfg, mb_steps = load_model_run(mb_run)
         if mb_cfg.family != family or learners.get(mb_cfg.algo).meta:
             raise ValueError(f"--mb-run must be an mb-mpc run (a non-meta model-based run) of {family}, got "
                              f"{mb_cfg.algo} on {mb_cfg.family}")
-        models["mb-mpc-adapted"] = (mb_params, mb_stats, cfg.inner_lr, mb_steps)
+        models["mb-mpc-adapted"] = (mb_params, mb_stats, alpha, mb_steps)
         models["mb-mpc"] = (mb_params, mb_stats, 0.0, mb_steps)
     if methods is not None:
         models = {k: v for k, v in models.items() if k in methods}
@@ -157,7 +151,7 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
         returns, _ = adaptation_returns(policy, spec, tasks, maml_steps, episodes, seed, horizon, gamma=spec.gamma,
                                         gae_lambda=spec.gae_lambda, nthread=nthread, env_steps=steps_sampled)
         mean, lo, hi = mean_ci(returns[-1])
-        used = _training_env_steps(Path(maml_run) if Path(maml_run).is_dir() else Path(maml_run).parent)
+        used = training_env_steps(maml_run)
         methods["maml"] = {"mean": mean, "ci95": [lo, hi], "per_task": returns[-1].tolist(), "training_env_steps": used,
                            "after_steps": maml_steps, "episodes_per_step": episodes,
                            "experience": experience([maml_steps * episodes],

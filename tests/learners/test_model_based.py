@@ -116,6 +116,8 @@ def test_eval_model_scores_every_method_on_the_held_out_joint(tiny_runs, tmp_pat
     (["--planner", "inner_lr=0.1"], "--planner settings must be among"),
     (["--planner", "planner_candidates=0"], "planner_candidates"),
     (["--methods", "grbal,maml"], "need --mb-run"), (["--methods", "pets"], "--methods must be among"),
+    (["--inner-lr", "0"], "--inner-lr must be a finite number > 0, got 0.0"),
+    (["--inner-lr", "nan"], "--inner-lr must be a finite number > 0, got nan"),
 ])
 def test_eval_model_bad_input_names_the_problem(tiny_runs, tmp_path, capsys, extra, message):
     extra = [{"GRBAL": str(tiny_runs / "grbal"), "MB": str(tiny_runs / "mb-mpc")}.get(x, x) for x in extra]
@@ -202,3 +204,19 @@ def test_grbal_improves_on_a_small_family(tmp_path):
     assert [int(r["env_steps"]) for r in rows] == [240, 480, 720]
     assert returns[-1] > returns[0] + 7.0, returns
     assert float(rows[-1]["model_loss"]) < float(rows[0]["model_loss"])
+
+
+def test_eval_model_inner_lr_replaces_the_runs_alpha_for_the_adapted_controllers(tiny_runs, tmp_path):
+    import json
+
+    def run(name, *extra):
+        assert cli.main(["eval-model", str(tiny_runs / "grbal"), "--mb-run", str(tiny_runs / "mb-mpc"), "--tasks", "2",
+                         "--horizon", "20", "--nthread", "1", "--methods", "grbal,grbal-unadapted,mb-mpc-adapted",
+                         "--out", str(tmp_path / name), "--no-progress", *extra]) == 0
+        return json.loads((tmp_path / name / "model_eval.json").read_text())["methods"]
+
+    base, bold = run("base"), run("bold", "--inner-lr", "0.3")
+    assert bold["grbal"]["inner_lr"] == bold["mb-mpc-adapted"]["inner_lr"] == 0.3 != base["grbal"]["inner_lr"]
+    assert bold["grbal-unadapted"]["inner_lr"] == 0.0
+    assert bold["grbal-unadapted"]["per_task"] == base["grbal-unadapted"]["per_task"]  # the unadapted one unchanged
+    assert bold["grbal"]["per_task"] != base["grbal"]["per_task"]
