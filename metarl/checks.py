@@ -30,7 +30,7 @@ def check_seed(seed, flag: str = "--seed", optional: bool = False) -> int | None
     """``seed`` as an int in [0, :data:`MAX_SEED`] (``None`` passes through when ``optional``).
 
     Raises:
-        ValueError: ``"<flag> must be in [0, 4294967295], got <seed>"``.
+        ValueError: ``"<flag> must be an integer in [0, 4294967295], got <seed>"``.
     """
     if seed is None and optional:
         return None

@@ -2,8 +2,9 @@
 
 Which evaluation runs is chosen by the run's learner kind in the registry (:mod:`metarl.learners`):
 a gradient learner's policy is adapted step by step (:func:`metarl.evaluation.protocol.evaluate`), a
-model-based run's controllers adapt online inside each episode
-(:func:`metarl.evaluation.model_based.evaluate_model_based`). Both records place each method on the axis
+memory-based policy (rl2) is scored over the episodes of trials (:func:`metarl.evaluation.memory.evaluate_memory`),
+a model-based run's controllers adapt online inside each episode
+(:func:`metarl.evaluation.model_based.evaluate_model_based`). Every record place each method on the axis
 of experience on the new task (episodes and env steps collected on it before the scored episode).
 """
 
@@ -90,7 +91,7 @@ def _eval_policy(args: argparse.Namespace) -> int:
 
     from metarl.evaluation.protocol import evaluate
 
-    # None: every baseline defined for the family; evaluate() refuses unknown names
+    # None: the default baselines of the family; evaluate() refuses unknown names
     names = None if args.baselines is None else [b.strip() for b in args.baselines.split(",") if b.strip()]
     source = Path(args.policy)
     out = output_dir(args, "gradient")
@@ -109,7 +110,7 @@ def _eval_policy(args: argparse.Namespace) -> int:
         lr = m.get("source", {}).get("inner_lr")
         note = "   (told the task, not adapted)" if not m.get("adapted", True) else (
             f"   (inner lr {lr:g}, best of the grid on training tasks)" if lr is not None else "")
-        print(f"  {name:<11s} {cells}{note}")
+        print(f"  {name:<14s} {cells}{note}")
     print(f"wrote {out / 'adaptation.json'}, adaptation.csv, adaptation.png")
     return 0
 

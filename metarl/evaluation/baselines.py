@@ -1,12 +1,12 @@
 """Baselines of the MAML paper's evaluation, as policies our inner loop can adapt.
 
 ``random``: a freshly initialised policy of the meta-policy's shape. ``pretrained``: our batched PPO
-(``batched-ppo``) trained on the task mixture (a new task for every simulation each iteration) for as
+(``batched-ppo``) trained on the task mixture (16 new tasks each iteration, 4 simulations each) for as
 many env steps as the meta-policy trained on, at PPO's own best setting (:data:`PPO_BASELINE`).
 ``oracle``: the same with the task's features (:func:`envs.task_features`) appended to the observation.
 ``pretrained-sb3`` and ``oracle-sb3``: the earlier baselines, stable-baselines3 PPO for
 :data:`PRETRAIN_TIMESTEPS` steps, its actor weights copied into our parameter dict, kept to compare with
-older tables. All but the oracle are then adapted with the same inner loop as the meta-policy. Trained
+older tables. All but the oracles are then adapted with the same inner loop as the meta-policy. Trained
 baselines are cached under a key of everything that changes them.
 """
 
@@ -183,28 +183,37 @@ def training_env_steps(path: str | Path) -> int | None:
 
 
 def _learner_version() -> str:
-    """A hash of the source the baseline's training runs through: a change to PPO retrains the cache."""
-    from metarl.learners.rl import ppo
-    from metarl.sampling import local
+    """A hash of the source a baseline's training runs through (the environments, the policies, PPO, the
+    sampler, the training loop) and of the torch and mujoco versions: a change to any retrains the cache."""
+    import mujoco
 
     root = Path(__file__).resolve().parents[2]
-    files = [Path(ppo.__file__), Path(local.__file__), root / "metarl" / "returns.py", Path(gaussian.__file__),
-             root / "envs" / "engine.py", root / "envs" / "families.py"]
-    digest = hashlib.sha256()
+    files = sorted([*(root / "envs").rglob("*.py"), *(root / "policies").glob("*.py"),
+                    *(root / "metarl" / "learners" / "rl").glob("*.py"), *(root / "metarl" / "sampling").glob("*.py"),
+                    *(root / "metarl" / "training").glob("*.py"), root / "metarl" / "returns.py"])
+    digest = hashlib.sha256(f"torch {torch.__version__} mujoco {mujoco.__version__}".encode())
     for f in files:
+        digest.update(str(f.relative_to(root)).encode())
         digest.update(f.read_bytes())
     return digest.hexdigest()[:12]
 
 
+# iterations are only an upper bound under max_env_steps: this many times what whole episodes would need
+ITERATION_SLACK = 20
+
+
 def ppo_baseline_config(spec: PolicySpec, seed: int, horizon: int, budget: int, oracle: bool):
     """The batched-ppo config of the ``pretrained`` (``oracle``: task visible) baseline of ``spec``'s family:
-    :data:`PPO_BASELINE` for ``ceil(budget / env steps of an iteration)`` iterations."""
+    :data:`PPO_BASELINE` until ``budget`` env steps are done (``max_env_steps``, the learning rate annealed
+    over them), however early its episodes end."""
     from metarl.training import config
 
     per_iteration = PPO_BASELINE["meta_batch_size"] * PPO_BASELINE["episodes_per_task"] * horizon
     return config.from_dict({**PPO_BASELINE, "family": spec.family, "family_options": dict(spec.family_options),
                              "horizon": horizon, "seed": int(seed), "task_visible": bool(oracle),
-                             "iterations": max(1, -(-int(budget) // per_iteration))}, "the PPO baseline")
+                             "max_env_steps": int(budget),
+                             "iterations": ITERATION_SLACK * max(1, -(-int(budget) // per_iteration))},
+                            "the PPO baseline")
 
 
 def ppo_policy(spec: PolicySpec, seed: int, horizon: int, cache_dir: str | Path, budget: int,
@@ -221,7 +230,7 @@ def ppo_policy(spec: PolicySpec, seed: int, horizon: int, cache_dir: str | Path,
         seed: PPO's seed.
         horizon: episode length.
         cache_dir: where baselines are kept.
-        budget: env steps to train for (>= 1; whole iterations, so up to one iteration more).
+        budget: env steps to train for (>= 1; it stops at the first iteration that reaches it).
         oracle: the task's features appended to the observation.
         progress: a progress bar.
 
@@ -230,9 +239,8 @@ def ppo_policy(spec: PolicySpec, seed: int, horizon: int, cache_dir: str | Path,
         budget, env steps, wall-clock, seed, path, whether it came from the cache), and the spec to sample
         and adapt it with.
     """
-    from metarl.files import git_commit
-    from metarl.training import config, run_dir
-    from metarl.training.loop import Trainer
+    from metarl.training import config
+    from metarl.training.loop import Interrupted, NonFiniteError
 
     name = "oracle" if oracle else "pretrained"
     cfg = ppo_baseline_config(spec, seed, horizon, budget, oracle)
@@ -244,25 +252,49 @@ def ppo_policy(spec: PolicySpec, seed: int, horizon: int, cache_dir: str | Path,
     cached = path.is_file()
     if not cached:
         out = cache / "runs" / path.stem
-        with run_dir.locked(out):  # a second evaluation training the same baseline waits for nothing: refused
-            resume = (out / "checkpoint.pt").is_file()
-            run_dir.prepare(out, cfg, resume=resume, force=not resume)
-            trainer = Trainer(cfg, out, resume=resume)
-            try:
-                trainer.train(progress=progress)
-            finally:
-                trainer.close()
-            learner = trainer.learner
-            params = rescale_actions(learner.acting_params(), spec.action_scale)
-            info = {"algorithm": "batched-ppo on the task mixture" + (", task visible" if oracle else ""),
-                    "config": config.to_dict(cfg), "budget": int(budget), "env_steps": learner.env_steps,
-                    "wall_clock_s": learner.wall_clock, "seed": int(seed), "commit": git_commit(),
-                    "learner_version": settings["learner"], "run": str(out)}
-            meta = {**_baseline_spec(spec, cfg, params, horizon, oracle, seed).to_meta(), "pretrained": info}
-            gaussian.save_policy(path, params, meta)  # atomic: the cache entry exists whole or not at all
+        try:
+            _train_baseline(cfg, out, path, spec, horizon, oracle, seed, int(budget), settings["learner"], progress)
+        except (Interrupted, NonFiniteError) as e:
+            raise ValueError(f"the {name} baseline's training stopped ({str(e).split(';')[0]}); run metarl eval "
+                             f"again to continue it from {str(out)!r}") from None
     params, meta = gaussian.load_policy(path)
     return params, {**meta["pretrained"], "path": str(path), "cached": cached}, _baseline_spec(
         spec, cfg, params, horizon, oracle, seed)
+
+
+def _train_baseline(cfg, out: Path, path: Path, spec: PolicySpec, horizon: int, oracle: bool, seed: int,
+                    budget: int, version: str, progress: bool) -> None:
+    """Train (or resume) the baseline in the locked run directory ``out``, then write its cache file ``path``."""
+    from metarl.files import git_commit
+    from metarl.training import config, run_dir
+    from metarl.training.loop import Trainer
+
+    try:
+        lock = run_dir.locked(out)
+        lock.__enter__()
+    except ValueError:
+        raise ValueError(f"the baseline in {str(out)!r} is being trained by another metarl eval; wait for it "
+                         "(its result is then cached for this one too)") from None
+    try:
+        if path.is_file():  # trained by the process this one waited for
+            return
+        resume = (out / "checkpoint.pt").is_file()
+        run_dir.prepare(out, cfg, resume=resume, force=not resume)
+        trainer = Trainer(cfg, out, resume=resume)
+        try:
+            trainer.train(progress=progress)
+        finally:
+            trainer.close()
+        learner = trainer.learner
+        params = rescale_actions(learner.acting_params(), spec.action_scale)
+        info = {"algorithm": "batched-ppo on the task mixture" + (", task visible" if oracle else ""),
+                "config": config.to_dict(cfg), "budget": budget, "env_steps": learner.env_steps,
+                "iterations": learner.iteration, "wall_clock_s": learner.wall_clock, "seed": int(seed),
+                "commit": git_commit(), "learner_version": version, "run": str(out)}
+        meta = {**_baseline_spec(spec, cfg, params, horizon, oracle, seed).to_meta(), "pretrained": info}
+        gaussian.save_policy(path, params, meta)  # atomic: the cache entry exists whole or not at all
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def _baseline_spec(spec: PolicySpec, cfg, params: dict, horizon: int, oracle: bool, seed: int) -> PolicySpec:

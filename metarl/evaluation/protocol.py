@@ -151,10 +151,19 @@ def held_out_task(family: str, index: int, num_tasks: int = 40, seed: int = 0, *
 
 
 def default_baselines(family: str) -> tuple[str, ...]:
-    """The baselines evaluated unless others are asked for: pretrained, random and the oracle (every family has
-    task features: reward values, dynamics multipliers or the broken part)."""
-    envs.get_family(family)  # a ValueError for an unknown name
-    return ("pretrained", "random", "oracle")
+    """The baselines evaluated unless others are asked for: pretrained, random and the oracle, but for the
+    broken-actuator families (see :func:`oracle_defined`)."""
+    return ("pretrained", "random", "oracle") if oracle_defined(family)[0] else ("pretrained", "random")
+
+
+def oracle_defined(family: str) -> tuple[bool, str]:
+    """Whether an oracle (PPO told the task's features) means anything on ``family``'s held-out tasks, and why
+    not: a broken-actuator family holds out a joint or leg that training never breaks, so its one-hot feature
+    is a column the oracle never saw set (its normaliser would blow it up ten-thousand-fold)."""
+    if envs.get_family(family).kind == "broken":
+        return False, (f"no oracle for {family}: its held-out {envs.get_family(family).broken_key} is never broken "
+                       "in training, so an oracle told it has learned nothing to use it with")
+    return True, ""
 
 
 def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, num_tasks: int = 40,
@@ -203,6 +212,9 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
     params, spec = load_meta_policy(path, family)
     episodes = spec.episodes_per_task if episodes is None else episodes
     baselines = default_baselines(spec.family) if baselines is None else tuple(baselines)
+    oracles = [b for b in baselines if b in ORACLES]
+    if oracles and not oracle_defined(spec.family)[0]:
+        raise ValueError(oracle_defined(spec.family)[1])
     budget = None
     if "pretrained" in baselines or "oracle" in baselines:
         trained_on = bl.training_env_steps(path)
@@ -227,9 +239,9 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
         if name in ("pretrained", "oracle"):
             if progress:
                 extra = " with the task visible" if oracle else ""
-                capped = ", capped by --baseline-steps" if budget == baseline_steps else ""
+                which = "--baseline-steps" if budget == baseline_steps else "the policy's training budget"
                 print(f"{name} baseline: batched PPO on the {spec.family} task mixture{extra}, {budget:,} env steps "
-                      f"(the policy's training budget{capped}; cached in {cache})", flush=True)
+                      f"({which}; cached in {cache})", flush=True)
             p, info, specs[name] = bl.ppo_policy(spec, seed, horizon, cache, budget, oracle=oracle, progress=progress)
         else:
             if progress:
@@ -314,7 +326,7 @@ def plot_adaptation(record: dict, path: Path) -> None:
     for name, m in record["methods"].items():
         color, marker = STYLES.get(name, ("tab:green", "d"))
         lo, hi = np.array(m["ci95"]).T
-        if len(m["mean"]) == 1:  # not adapted (the oracle): a level line over all steps
+        if not m.get("adapted", True):  # not adapted (the oracle): a level line over all steps
             label = f"{LABELS.get(name, name)} (not adapted)"
             ax.axhline(m["mean"][0], color=color, linestyle="--", label=label)
             ax.axhspan(lo[0], hi[0], color=color, alpha=0.15, linewidth=0)

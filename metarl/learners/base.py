@@ -17,6 +17,8 @@ class Learner(Protocol):
         wall_clock: seconds spent in :meth:`step` so far, over every session of the run.
         csv_fields: the columns of its progress.csv rows, ``iteration`` and ``env_steps`` first.
         artifacts: the files :meth:`write_artifacts` writes (``policy.pt``, ``model.pt``...).
+        finished: True when the learner has spent a budget of its own before ``cfg.iterations`` (batched-ppo's
+            ``max_env_steps``); the loop then stops. :class:`Counters` gives False.
     """
 
     cfg: object
@@ -25,6 +27,7 @@ class Learner(Protocol):
     wall_clock: float
     csv_fields: list[str]
     artifacts: tuple[str, ...]
+    finished: bool
 
     def step(self) -> dict:
         """Run one iteration; returns its progress row (every key of ``csv_fields``; a truthy ``nonfinite``
@@ -58,6 +61,7 @@ class Counters:
     iteration: int = 0
     env_steps: int = 0
     wall_clock: float = 0.0
+    finished: bool = False
 
     def counter_state(self) -> dict:
         return {"iteration": self.iteration, "env_steps": self.env_steps, "wall_clock": self.wall_clock}

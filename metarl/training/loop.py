@@ -100,7 +100,7 @@ class Trainer:
 
 
 def train(trainer: Trainer, sinks: list) -> list[dict]:
-    """Run ``trainer.learner`` until ``cfg.iterations``; returns the new rows.
+    """Run ``trainer.learner`` until ``cfg.iterations`` (or until it is ``finished``); returns the new rows.
 
     Each row goes to every sink; a checkpoint (``trainer.save``) is written every ``checkpoint_every``
     iterations and at the end, whatever ends the run. If it stops on an error, the checkpoint written is
@@ -121,7 +121,8 @@ def train(trainer: Trainer, sinks: list) -> list[dict]:
     with stop_signals(announce) as received:
         snapshot = trainer.state()
         try:
-            while learner.iteration < cfg.iterations and not received:
+            # a learner with a budget of its own (batched-ppo's max_env_steps) says when it is spent
+            while learner.iteration < cfg.iterations and not received and not learner.finished:
                 row = learner.step()
                 rows.append(row)
                 for sink in sinks:

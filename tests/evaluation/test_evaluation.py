@@ -177,6 +177,16 @@ def test_the_oracle_of_a_dynamics_family_observes_its_multipliers(tmp_path):
     from metarl.evaluation.protocol import default_baselines
 
     assert default_baselines("HopperRandParams") == default_baselines("AntGoal") == ("pretrained", "random", "oracle")
+    assert default_baselines("HalfCheetahDisabledJoint") == ("pretrained", "random")
+
+
+def test_no_oracle_for_a_held_out_broken_part(tmp_path):
+    path = _tiny_policy(tmp_path, family="HalfCheetahDisabledJoint")
+    for oracle in ("oracle", "oracle-sb3"):
+        with pytest.raises(ValueError, match="no oracle for HalfCheetahDisabledJoint: its held-out joint"):
+            evaluate(path, tmp_path / "e", num_tasks=2, steps=1, episodes=1, baselines=(oracle,), baseline_steps=10,
+                     progress=False)
+    assert not (tmp_path / "e").exists()
 
 
 def test_eval_defaults_to_the_training_protocol_and_says_so(tmp_path, capsys):

@@ -113,6 +113,17 @@ def test_resume_is_bitwise_the_uninterrupted_run(tmp_path):
     assert rows[-1]["return"] == float(_rows(whole)[-1]["return"])
 
 
+def test_max_env_steps_stops_the_run_and_anneals_the_learning_rate_over_it(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", _config(tmp_path, iterations=50, max_env_steps=9000), "--out", str(run),
+                 "--no-progress"]) == 0
+    rows = _rows(run)
+    steps = [int(r["env_steps"]) for r in rows]
+    assert len(rows) < 50 and steps[-1] >= 9000 > steps[-2]  # stopped at the first iteration that reached it
+    lrs = [float(r["learning_rate"]) for r in rows]
+    assert lrs[0] == 3e-4 and lrs[1] == pytest.approx(3e-4 * (1 - steps[0] / 9000))
+
+
 def test_the_oracle_observes_the_task_and_says_so_in_its_policy(tmp_path):
     run = tmp_path / "oracle"
     cfg = _config(tmp_path, iterations=1, task=None, task_visible=True)

@@ -147,6 +147,10 @@ def test_eval_scores_each_episode_of_a_trial_on_the_experience_axis(tiny_run, tm
     expected = eps.rewards.view(3, 2, 3, 5).sum(-1).mean(1).T
     np.testing.assert_allclose(rl2["per_task"], expected.numpy(), rtol=1e-6)
     assert "episode 3" in capsys.readouterr().out
+    # its policy.pt alone is recognised as a memory-based policy too
+    assert main(["eval", str(tiny_run / "policy.pt"), "--tasks", "3", "--episodes", "2", "--trial-episodes", "3",
+                 "--seed", "4", "--out", str(tmp_path / "f"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "f" / "adaptation.json").read_text())["methods"]["rl2"]["per_task"] == rl2["per_task"]
 
 
 @pytest.mark.parametrize("argv, named", [

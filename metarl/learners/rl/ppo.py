@@ -113,9 +113,13 @@ class BatchedPpoConfig(PpoSettings, PolicyConfig):
     """samples per Adam step"""
     value_hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     """hidden layer sizes of the value network"""
+    max_env_steps: int | None = None
+    """stop once this many env steps are done, the learning rate annealed over them (iterations is then only
+    an upper bound): a budget in env steps however long the episodes last; null: run the iterations"""
 
     def rules(self):
         rules = super().rules() + [
+            (self.max_env_steps is None or self.max_env_steps >= 1, "max_env_steps", "must be >= 1 or null"),
             (self.minibatch_size >= 1, "minibatch_size", "must be >= 1"),
             (len(self.value_hidden_sizes) >= 1 and min(self.value_hidden_sizes) >= 1, "value_hidden_sizes",
              "must be positive sizes"),
@@ -318,7 +322,8 @@ class BatchedPpo(Counters):
             old_logp = gaussian.log_prob(mean, log_std, episodes.actions)
         batch = {"obs": obs[valid], "actions": episodes.actions[valid], "old_logp": old_logp[valid],
                  "adv": adv[valid], "returns": returns[valid], "values": values[valid]}
-        lr = cfg.learning_rate * (1.0 - self.iteration / cfg.iterations if cfg.lr_anneal else 1.0)
+        done = self.env_steps / cfg.max_env_steps if cfg.max_env_steps else self.iteration / cfg.iterations
+        lr = cfg.learning_rate * (1.0 - done if cfg.lr_anneal else 1.0)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         before = self.state()
@@ -381,6 +386,11 @@ class BatchedPpo(Counters):
             if cfg.target_kl is not None and last["approx_kl"] > cfg.target_kl:
                 break
         return {**last, "epochs_done": epochs_done}
+
+    @property
+    def finished(self) -> bool:
+        """True once ``max_env_steps`` are done (the training loop then stops before ``iterations``)."""
+        return self.cfg.max_env_steps is not None and self.env_steps >= self.cfg.max_env_steps
 
     def postfix(self, row: dict) -> dict:
         return {"ret": f"{row['return']:.1f}", "kl": f"{row['approx_kl']:.4f}"}
