@@ -219,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="train ours this long instead (its learning rate annealed over it), to find its time "
                         "to a threshold it does not reach within --steps; the record is ppo-<robot>-ours<N>.json")
     args = parser.parse_args(argv)
+    if args.steps < 1 or (args.ours_steps is not None and args.ours_steps < args.steps):
+        parser.error("--steps must be >= 1 and --ours-steps at least --steps (ours is read at --steps too)")
     ours_steps = args.ours_steps or args.steps
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
