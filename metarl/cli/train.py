@@ -161,7 +161,8 @@ def add(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train any registered learner from a YAML config",
         description="Train a learner (the config's algo: gradient-based MAML-TRPO, MAML-PPO, ProMP, MAML-VPG, "
-        "Reptile; model-based GrBAL, mb-mpc; memory-based RL² (rl2); plain batched PPO (batched-ppo)) on a task family from a YAML config (see configs/). Writes "
+        "Reptile; model-based GrBAL, mb-mpc; memory-based RL² (rl2); plain batched PPO (batched-ppo)) on a task "
+        "family from a YAML config (see configs/). Writes "
         "config.yaml, progress.csv, tb/, checkpoint.pt and the learner's result (policy.pt or model.pt) into the "
         "run directory, which is locked while it runs.",
     )
