@@ -11,13 +11,13 @@ from metarl.sampling import Sampler
 from policies import gaussian
 
 
-def test_task_features_of_the_reward_families():
+def test_task_features_of_every_family():
     np.testing.assert_array_equal(envs.task_features("HalfCheetahVel", [{"velocity": 0.3}, {"velocity": 1.7}]),
                                   [[0.3], [1.7]])
     np.testing.assert_array_equal(envs.task_features("AntDir", [{"direction": -1.0}]), [[-1.0]])
     np.testing.assert_array_equal(envs.task_features("AntGoal", [{"goal": [1.0, -2.0]}]), [[1.0, -2.0]])
-    with pytest.raises(ValueError, match="reward tasks only"):
-        envs.task_features("HopperRandParams", envs.sample_tasks("HopperRandParams", 1, np.random.default_rng(0)))
+    hopper = envs.task_features("HopperRandParams", envs.sample_tasks("HopperRandParams", 1, np.random.default_rng(0)))
+    assert hopper.shape == (1, 41)  # body_inertia 5 x 3, body_mass 5, dof_damping 6, geom_friction 5 x 3
 
 
 def test_task_in_observation_wrapper_shows_the_current_task():
@@ -35,8 +35,9 @@ def test_task_in_observation_wrapper_shows_the_current_task():
         obs, *_ = env.step(env.action_space.sample())
         np.testing.assert_array_equal(obs[-2:], env.unwrapped.task["goal"])
     assert len(goals) == 3  # a new task at every reset
-    with pytest.raises(ValueError, match="reward tasks only"):
-        envs.TaskInObservation(gymnasium.make(envs.gym_id("HopperRandParams"), task=None))
+    hopper = envs.TaskInObservation(gymnasium.make(envs.gym_id("HopperRandParams"), task=None))
+    obs, _ = hopper.reset(seed=0)
+    np.testing.assert_allclose(obs[11:], envs.task_features("HopperRandParams", [hopper.unwrapped.task])[0])
 
 
 def test_sampler_appends_the_task_to_observations():
