@@ -31,10 +31,10 @@ from metarl.learners import LearnerEntry, register
 from metarl.learners.base import Counters
 from metarl.learners.rl.ppo import (
     PpoSettings,
-    clipped_surrogate,
     explained_variance,
     init_moments,
     normalize,
+    ppo_epochs,
     scale_rewards,
     update_moments,
 )
@@ -268,40 +268,17 @@ class Rl2(Counters):
         """``epochs`` passes of Adam steps on minibatches of whole trials: the clipped surrogate, the value loss
         and the entropy bonus, averaged over the valid steps."""
         cfg = self.cfg
+
+        def minibatch(idx):  # whole trials, flattened over their valid steps
+            part = {k: v[idx] for k, v in batch.items()}
+            valid = part["mask"].bool()
+            mean, log_std, values = forward(self.params, part, moments, cfg.bptt_steps)
+            logp = gaussian.log_prob(mean, log_std, part["actions"])[valid]
+            return logp, part["old_logp"][valid], part["adv"][valid], values[valid], part["returns"][valid], log_std
+
         n = batch["mask"].shape[0]
-        size = min(cfg.minibatch_trials, n)
-        epochs_done = 0
-        for _ in range(cfg.epochs):
-            order = torch.randperm(n, generator=self.shuffle)
-            sums = dict.fromkeys(("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), 0.0)
-            steps = 0
-            for start in range(0, n - size + 1, size):  # whole minibatches only
-                part = {k: v[order[start:start + size]] for k, v in batch.items()}
-                valid = part["mask"].bool()
-                mean, log_std, values = forward(self.params, part, moments, cfg.bptt_steps)
-                logp = gaussian.log_prob(mean, log_std, part["actions"])[valid]
-                adv = part["adv"][valid]
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                policy_loss, clip_fraction = clipped_surrogate(logp, part["old_logp"][valid], adv, cfg.clip)
-                value_loss = ((values[valid] - part["returns"][valid]) ** 2).mean()
-                entropy = gaussian.entropy(log_std)
-                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
-                self.optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(list(self.params.values()), cfg.max_grad_norm)
-                self.optimizer.step()
-                with torch.no_grad():
-                    log_ratio = logp - part["old_logp"][valid]
-                    approx_kl = float(((torch.exp(log_ratio) - 1) - log_ratio).mean())
-                for key, v in (("policy_loss", policy_loss), ("value_loss", value_loss), ("entropy", entropy),
-                               ("approx_kl", approx_kl), ("clip_fraction", clip_fraction)):
-                    sums[key] += float(v.detach()) if isinstance(v, torch.Tensor) else v
-                steps += 1
-            epochs_done += 1
-            last = {k: v / max(steps, 1) for k, v in sums.items()}
-            if cfg.target_kl is not None and last["approx_kl"] > cfg.target_kl:
-                break
-        return {**last, "epochs_done": epochs_done}
+        return ppo_epochs(cfg, n, min(cfg.minibatch_trials, n), self.shuffle, self.optimizer,
+                          list(self.params.values()), minibatch)
 
     def postfix(self, row: dict) -> dict:
         return {"ep1": f"{row['first_episode_return']:.1f}", "epK": f"{row['last_episode_return']:.1f}"}

@@ -198,6 +198,50 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
     return float("nan") if var == 0 else 1.0 - float((target - predicted).var()) / var
 
 
+def ppo_epochs(cfg: PpoSettings, n: int, size: int, shuffle: torch.Generator, optimizer: torch.optim.Optimizer,
+               leaves: list[torch.Tensor], minibatch) -> dict:
+    """``cfg.epochs`` passes over ``n`` samples in shuffled minibatches of ``size`` (whole ones only), one Adam
+    step each on the clipped surrogate, the value loss and the entropy bonus, with per-minibatch advantage
+    normalisation and gradient-norm clipping; stops early past ``cfg.target_kl``. What a sample is (a step for
+    batched-ppo, a trial for rl2) is ``minibatch``'s business.
+
+    Args:
+        minibatch: ``minibatch(indices) -> (logp, old_logp, adv, values, returns, log_std)`` for those samples,
+            the first five flat over their valid steps, ``logp`` and ``values`` differentiable.
+
+    Returns:
+        The last pass's mean losses, approximate KL and clip fraction, and ``epochs_done``.
+    """
+    epochs_done = 0
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n, generator=shuffle)
+        sums = dict.fromkeys(("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"), 0.0)
+        steps = 0
+        for start in range(0, n - size + 1, size):  # whole minibatches only (n // size of them)
+            logp, old_logp, adv, values, returns, log_std = minibatch(order[start:start + size])
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            policy_loss, clip_fraction = clipped_surrogate(logp, old_logp, adv, cfg.clip)
+            value_loss = ((values - returns) ** 2).mean()
+            entropy = gaussian.entropy(log_std)
+            loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(leaves, cfg.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                log_ratio = logp - old_logp
+                approx_kl = float(((torch.exp(log_ratio) - 1) - log_ratio).mean())  # Schulman's k3 estimator
+            for key, v in (("policy_loss", policy_loss), ("value_loss", value_loss), ("entropy", entropy),
+                           ("approx_kl", approx_kl), ("clip_fraction", clip_fraction)):
+                sums[key] += float(v.detach()) if isinstance(v, torch.Tensor) else v
+            steps += 1
+        epochs_done += 1
+        last = {k: v / max(steps, 1) for k, v in sums.items()}
+        if cfg.target_kl is not None and last["approx_kl"] > cfg.target_kl:
+            break
+    return {**last, "epochs_done": epochs_done}
+
+
 # --- the learner ---------------------------------------------------------------------------------------
 
 CSV_FIELDS = ["iteration", "env_steps", "return", "episode_length", "policy_loss", "value_loss", "entropy",
@@ -351,41 +395,16 @@ class BatchedPpo(Counters):
         """``epochs`` passes of minibatch Adam steps on the clipped surrogate, the value loss and the
         entropy bonus; returns the mean losses, the approximate KL and the clip fraction of the last pass."""
         cfg = self.cfg
+
+        def minibatch(idx):
+            mean, log_std = gaussian.mean_log_std(self.params, batch["obs"][idx], cfg.activation)
+            logp = gaussian.log_prob(mean, log_std, batch["actions"][idx])
+            values = value(self.value_params, batch["obs"][idx], cfg.activation)
+            return logp, batch["old_logp"][idx], batch["adv"][idx], values, batch["returns"][idx], log_std
+
         n = batch["obs"].shape[0]
-        size = min(cfg.minibatch_size, n)
-        leaves = [*self.params.values(), *self.value_params.values()]
-        epochs_done = 0
-        for _ in range(cfg.epochs):
-            order = torch.randperm(n, generator=self.shuffle)
-            sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clip_fraction": 0.0}
-            steps = 0
-            for start in range(0, n - size + 1, size):  # whole minibatches only (n // size of them)
-                idx = order[start:start + size]
-                mean, log_std = gaussian.mean_log_std(self.params, batch["obs"][idx], cfg.activation)
-                logp = gaussian.log_prob(mean, log_std, batch["actions"][idx])
-                adv = batch["adv"][idx]
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                policy_loss, clip_fraction = clipped_surrogate(logp, batch["old_logp"][idx], adv, cfg.clip)
-                value_loss = ((value(self.value_params, batch["obs"][idx], cfg.activation)
-                               - batch["returns"][idx]) ** 2).mean()
-                entropy = gaussian.entropy(log_std).sum()
-                loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
-                self.optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(leaves, cfg.max_grad_norm)
-                self.optimizer.step()
-                with torch.no_grad():
-                    log_ratio = logp - batch["old_logp"][idx]
-                    approx_kl = float(((torch.exp(log_ratio) - 1) - log_ratio).mean())  # Schulman's k3 estimator
-                for key, v in (("policy_loss", policy_loss), ("value_loss", value_loss), ("entropy", entropy),
-                               ("approx_kl", approx_kl), ("clip_fraction", clip_fraction)):
-                    sums[key] += float(v.detach()) if isinstance(v, torch.Tensor) else v
-                steps += 1
-            epochs_done += 1
-            last = {k: v / max(steps, 1) for k, v in sums.items()}
-            if cfg.target_kl is not None and last["approx_kl"] > cfg.target_kl:
-                break
-        return {**last, "epochs_done": epochs_done}
+        return ppo_epochs(cfg, n, min(cfg.minibatch_size, n), self.shuffle, self.optimizer,
+                          [*self.params.values(), *self.value_params.values()], minibatch)
 
     @property
     def finished(self) -> bool:
