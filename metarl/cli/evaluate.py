@@ -18,8 +18,8 @@ from metarl.cli.common import UsageError, usage_errors
 MODEL_BASED_FLAGS = {"mb_run": None, "maml_run": None, "maml_steps": 1, "switch_at": None, "planner": [],
                      "methods": None, "nthread": 0, "inner_lr": None}
 OUTPUTS = {False: ("adaptation.json", "adaptation.csv", "adaptation.png"), True: ("model_eval.json", "model_eval.png")}
-POLICY_FLAGS = {"family": None, "steps": None, "baselines": None, "pretrain_timesteps": None, "baseline_steps": None,
-                "baseline_cache": None}
+BASELINE_FLAGS = {"baselines": None, "baseline_steps": None, "baseline_cache": None}
+POLICY_FLAGS = {"family": None, "steps": None, "pretrain_timesteps": None, **BASELINE_FLAGS}
 MEMORY_FLAGS = {"trial_episodes": None}
 
 
@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     usage_errors(check_seed, args.seed)  # before anything is drawn or written with it
     kind = usage_errors(learner_kind, args.policy)
     _refuse_existing_outputs(args, kind)
-    wrong = {"model-based": {**POLICY_FLAGS, **MEMORY_FLAGS}, "memory": {**POLICY_FLAGS, **MODEL_BASED_FLAGS}}.get(
+    gradient_only = {k: v for k, v in POLICY_FLAGS.items() if k not in BASELINE_FLAGS}
+    wrong = {"model-based": {**POLICY_FLAGS, **MEMORY_FLAGS}, "memory": {**gradient_only, **MODEL_BASED_FLAGS}}.get(
         kind, {**MODEL_BASED_FLAGS, **MEMORY_FLAGS})
     given = [f"--{name.replace('_', '-')}" for name, default in wrong.items() if getattr(args, name) != default]
     if given:
@@ -43,15 +44,19 @@ def _eval_memory(args: argparse.Namespace) -> int:
 
     out = output_dir(args, "memory")
     trials = 4 if args.episodes is None else args.episodes
+    names = [b.strip() for b in (args.baselines or "").split(",") if b.strip()]
     record = usage_errors(evaluate_memory, args.policy, out, num_tasks=args.tasks, trials=trials,
                           episodes_per_trial=args.trial_episodes, seed=args.seed, horizon=args.horizon,
+                          baselines=names, baseline_steps=args.baseline_steps, cache_dir=args.baseline_cache,
                           progress=not args.no_progress)
-    m = record["methods"]["rl2"]
-    print(f"{record['family']}, {record['num_tasks']} held-out tasks, {record['trials']} trials of "
-          f"{record['episodes_per_trial']} episodes each (horizon {record['horizon']}); mean return of episode 1.."
-          f"{record['episodes_per_trial']} of a trial (95% CI):")
-    for k, (mean, (lo, hi)) in enumerate(zip(m["mean"], m["ci95"], strict=True)):
-        print(f"  episode {k + 1}  {mean:9.1f} [{lo:.1f}, {hi:.1f}]   after {k} episode(s) of experience")
+    K = record["episodes_per_trial"]
+    print(f"{record['family']}, {record['num_tasks']} held-out tasks, {record['trials']} trials of {K} episode(s) "
+          f"each (horizon {record['horizon']}); mean return of episode 1..{K} of a trial (95% CI):")
+    for name, m in record["methods"].items():
+        cells = "  ".join(f"{mean:8.1f} [{lo:.1f}, {hi:.1f}]" for mean, (lo, hi) in zip(m["mean"], m["ci95"],
+                                                                                         strict=True))
+        print(f"  {name:<12s} {cells}{'' if m['adapted'] else '   (does not adapt)'}")
+    print("  (episode k comes after k - 1 episodes of experience of the task)")
     print(f"wrote {out / 'adaptation.json'}, adaptation.csv, adaptation.png")
     return 0
 
@@ -180,7 +185,8 @@ def add(subparsers) -> None:
                    help="where trained baselines are kept (default: ~/.cache/metarl/baselines)")
     g.add_argument("--pretrain-timesteps", type=int,
                    help="SB3 PPO steps of the pretrained-sb3 and oracle-sb3 baselines (default 1000000)")
-    r = p.add_argument_group("memory-based runs (rl2)")
+    r = p.add_argument_group("memory-based runs (rl2, rma; --baselines pretrained,oracle compares them with the PPO "
+                             "baselines)")
     r.add_argument("--trial-episodes", type=int, metavar="K",
                    help="episodes per trial, the policy's memory kept across them (default: the training K); "
                    "--episodes sets the trials per task (default 4)")

@@ -1,7 +1,7 @@
 """Evaluation: every learner's run on held-out tasks, on one axis (return against experience on the new task).
 
 :mod:`.protocol` adapts a gradient learner's policy step by step; :mod:`.memory` runs a memory-based policy
-(rl2) over the episodes of trials; :mod:`.model_based` runs model-based controllers that adapt online;
+(rl2, rma) over the episodes of trials; :mod:`.model_based` runs model-based controllers that adapt online;
 :mod:`.baselines` builds the pretrained, random and oracle policies;
 :mod:`.curves` draws training curves. :func:`learner_kind` tells which evaluation a run gets.
 """
@@ -53,12 +53,12 @@ def learner_kind(path: str | Path) -> str:
         return "model-based"
     if not path.exists():
         raise ValueError(f"no run directory or policy file at {str(path)!r}")
-    return "memory" if _is_recurrent_policy(path) else "gradient"
+    return "memory" if _is_memory_policy(path) else "gradient"
 
 
-def _is_recurrent_policy(path: Path) -> bool:
-    """True for an rl2 policy.pt (its meta says ``policy: gru``); False for anything else, which the gradient
-    evaluation then reads and, if it must, refuses with its own reason."""
+def _is_memory_policy(path: Path) -> bool:
+    """True for an rl2 or rma policy.pt (its meta says ``policy: gru`` or ``rma``); False for anything else, which
+    the gradient evaluation then reads and, if it must, refuses with its own reason."""
     from metarl.files import load_torch_file
 
     try:
@@ -66,4 +66,4 @@ def _is_recurrent_policy(path: Path) -> bool:
     except ValueError:
         return False
     meta = payload.get("meta") if isinstance(payload, dict) else None
-    return isinstance(meta, dict) and meta.get("policy") == "gru"
+    return isinstance(meta, dict) and meta.get("policy") in ("gru", "rma")

@@ -23,6 +23,7 @@ MODULES = (
     "metarl.learners.model_based.learner",
     "metarl.learners.rl.ppo",
     "metarl.learners.memory.rl2",
+    "metarl.learners.memory.rma",
 )
 # Names a config may still use; each maps to its current name with a warning.
 RENAMED = {"ppo": ("maml-ppo", "algo 'ppo' is now called 'maml-ppo' (MAML with a PPO outer step and the VPG inner "

@@ -146,7 +146,7 @@ def test_eval_scores_each_episode_of_a_trial_on_the_experience_axis(tiny_run, tm
     eps = Sampler("Navigation2D", 3, 2, 5, seed=4).sample_trials(policy, tasks, 3)
     expected = eps.rewards.view(3, 2, 3, 5).sum(-1).mean(1).T
     np.testing.assert_allclose(rl2["per_task"], expected.numpy(), rtol=1e-6)
-    assert "episode 3" in capsys.readouterr().out
+    assert "episode 1..3 of a trial" in capsys.readouterr().out
     # its policy.pt alone is recognised as a memory-based policy too
     assert main(["eval", str(tiny_run / "policy.pt"), "--tasks", "3", "--episodes", "2", "--trial-episodes", "3",
                  "--seed", "4", "--out", str(tmp_path / "f"), "--no-progress"]) == 0
@@ -155,7 +155,7 @@ def test_eval_scores_each_episode_of_a_trial_on_the_experience_axis(tiny_run, tm
 
 @pytest.mark.parametrize("argv, named", [
     (["--steps", "2"], "--steps: not for a memory run"),
-    (["--baselines", "random"], "--baselines: not for a memory run"),
+    (["--baselines", "random"], "--baselines: random not for a memory-based run"),
     (["--mb-run", "x"], "--mb-run: not for a memory run"),
     (["--trial-episodes", "0"], "--trial-episodes must be an integer >= 1, got 0"),
     (["--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
