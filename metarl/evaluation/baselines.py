@@ -244,8 +244,9 @@ def ppo_policy(spec: PolicySpec, seed: int, horizon: int, cache_dir: str | Path,
 
     name = "oracle" if oracle else "pretrained"
     cfg = ppo_baseline_config(spec, seed, horizon, budget, oracle)
-    settings = {"config": config.to_dict(cfg), "budget": int(budget), "learner": _learner_version(),
-                "action_scale": spec.action_scale}
+    # the cache holds the policy in env units (action scale 1), rescaled on loading: one training serves every
+    # policy of the family whatever its action scale
+    settings = {"config": config.to_dict(cfg), "budget": int(budget), "learner": _learner_version()}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
     cache = Path(cache_dir)
     path = cache / f"{name}-{spec.family}-seed{seed}-{key}.pt"
@@ -258,6 +259,7 @@ def ppo_policy(spec: PolicySpec, seed: int, horizon: int, cache_dir: str | Path,
             raise ValueError(f"the {name} baseline's training stopped ({str(e).split(';')[0]}); run metarl eval "
                              f"again to continue it from {str(out)!r}") from None
     params, meta = gaussian.load_policy(path)
+    params = rescale_actions(params, spec.action_scale)
     return params, {**meta["pretrained"], "path": str(path), "cached": cached}, _baseline_spec(
         spec, cfg, params, horizon, oracle, seed)
 
@@ -286,12 +288,13 @@ def _train_baseline(cfg, out: Path, path: Path, spec: PolicySpec, horizon: int, 
         finally:
             trainer.close()
         learner = trainer.learner
-        params = rescale_actions(learner.acting_params(), spec.action_scale)
+        params = learner.acting_params()  # env units
         info = {"algorithm": "batched-ppo on the task mixture" + (", task visible" if oracle else ""),
                 "config": config.to_dict(cfg), "budget": budget, "env_steps": learner.env_steps,
                 "iterations": learner.iteration, "wall_clock_s": learner.wall_clock, "seed": int(seed),
                 "commit": git_commit(), "learner_version": version, "run": str(out)}
-        meta = {**_baseline_spec(spec, cfg, params, horizon, oracle, seed).to_meta(), "pretrained": info}
+        env_units = replace(spec, action_scale=1.0)
+        meta = {**_baseline_spec(env_units, cfg, params, horizon, oracle, seed).to_meta(), "pretrained": info}
         gaussian.save_policy(path, params, meta)  # atomic: the cache entry exists whole or not at all
     finally:
         lock.__exit__(None, None, None)
