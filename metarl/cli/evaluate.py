@@ -15,12 +15,14 @@ import argparse
 from metarl.cli.common import UsageError, usage_errors
 
 # flags that only one kind of evaluation reads, with their defaults
-MODEL_BASED_FLAGS = {"mb_run": None, "maml_run": None, "maml_steps": 1, "switch_at": None, "planner": [],
-                     "methods": None, "nthread": 0, "inner_lr": None}
-OUTPUTS = {False: ("adaptation.json", "adaptation.csv", "adaptation.png"), True: ("model_eval.json", "model_eval.png")}
+MODEL_BASED_FLAGS = {"mb_run": None, "maml_run": None, "maml_steps": 1, "planner": [], "methods": None, "nthread": 0,
+                     "inner_lr": None}
+OUTPUTS = {False: ("adaptation.json", "adaptation.csv", "adaptation.png", "switch.png"),
+           True: ("model_eval.json", "model_eval.png")}
 BASELINE_FLAGS = {"baselines": None, "baseline_steps": None, "baseline_cache": None}
 POLICY_FLAGS = {"family": None, "steps": None, "pretrain_timesteps": None, **BASELINE_FLAGS}
 MEMORY_FLAGS = {"trial_episodes": None}
+SWITCH_FLAGS = {"switch_at": None}  # model-based and memory-based runs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     _refuse_existing_outputs(args, kind)
     gradient_only = {k: v for k, v in POLICY_FLAGS.items() if k not in BASELINE_FLAGS}
     wrong = {"model-based": {**POLICY_FLAGS, **MEMORY_FLAGS}, "memory": {**gradient_only, **MODEL_BASED_FLAGS}}.get(
-        kind, {**MODEL_BASED_FLAGS, **MEMORY_FLAGS})
+        kind, {**MODEL_BASED_FLAGS, **MEMORY_FLAGS, **SWITCH_FLAGS})
     given = [f"--{name.replace('_', '-')}" for name, default in wrong.items() if getattr(args, name) != default]
     if given:
         raise UsageError(f"{', '.join(given)}: not for a {kind} run like {args.policy} (see metarl eval --help)")
@@ -48,7 +50,7 @@ def _eval_memory(args: argparse.Namespace) -> int:
     record = usage_errors(evaluate_memory, args.policy, out, num_tasks=args.tasks, trials=trials,
                           episodes_per_trial=args.trial_episodes, seed=args.seed, horizon=args.horizon,
                           baselines=names, baseline_steps=args.baseline_steps, cache_dir=args.baseline_cache,
-                          progress=not args.no_progress)
+                          switch_at=args.switch_at, progress=not args.no_progress)
     K = record["episodes_per_trial"]
     print(f"{record['family']}, {record['num_tasks']} held-out tasks, {record['trials']} trials of {K} episode(s) "
           f"each (horizon {record['horizon']}); mean return of episode 1..{K} of a trial (95% CI):")
@@ -57,7 +59,9 @@ def _eval_memory(args: argparse.Namespace) -> int:
                                                                                          strict=True))
         print(f"  {name:<12s} {cells}{'' if m['adapted'] else '   (does not adapt)'}")
     print("  (episode k comes after k - 1 episodes of experience of the task)")
-    print(f"wrote {out / 'adaptation.json'}, adaptation.csv, adaptation.png")
+    if "switch" in record:
+        print(f"  mid-episode switch after {record['switch']['at']} steps: reward per step in switch.png")
+    print(f"wrote {out / 'adaptation.json'}, adaptation.csv, adaptation.png{', switch.png' * ('switch' in record)}")
     return 0
 
 
@@ -194,7 +198,8 @@ def add(subparsers) -> None:
     m.add_argument("--mb-run", metavar="DIR", help="an algo mb-mpc run of the same family")
     m.add_argument("--maml-run", metavar="DIR", help="a policy run (trpo, promp...) of the same family")
     m.add_argument("--maml-steps", type=int, default=1, help="the policy's inner steps (default: %(default)s)")
-    m.add_argument("--switch-at", type=int, help="also run episodes whose task switches after this many steps")
+    m.add_argument("--switch-at", type=int, help="also run episodes whose task switches after this many steps, from a "
+                   "training task to the held-out one (model-based and memory-based runs)")
     m.add_argument("--nthread", type=int, default=0, help="simulation threads (default: every core)")
     m.add_argument("--planner", action="append", default=[], metavar="KEY=VALUE",
                    help="replace a planner setting of the GrBAL run for every controller (repeatable), e.g. "

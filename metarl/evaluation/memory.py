@@ -16,7 +16,7 @@ import torch
 import envs
 from metarl.checks import check_int
 from metarl.evaluation import SCHEMA, experience
-from metarl.files import ensure_writable_dir, git_commit, load_torch_file
+from metarl.files import atomic_write, ensure_writable_dir, git_commit, load_torch_file
 from metarl.sampling import Sampler
 from policies import history, recurrent
 
@@ -73,7 +73,7 @@ MEMORY_BASELINES = ("pretrained", "oracle")
 def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, trials: int = 4,
                     episodes_per_trial: int | None = None, seed: int = 0, horizon: int | None = None,
                     baselines=(), baseline_steps: int | None = None, cache_dir: str | Path | None = None,
-                    progress: bool = True) -> dict:
+                    switch_at: int | None = None, progress: bool = True) -> dict:
     """Trials of a memory-based policy (and, for rma, of its teacher, and of the PPO baselines asked for) on
     held-out tasks; writes adaptation.{json,csv,png}.
 
@@ -91,6 +91,9 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
         baselines: any of :data:`MEMORY_BASELINES`: batched PPO on the task mixture (``pretrained``, the robust
             policy) and with the task visible (``oracle``), trained as many env steps as the run (capped by
             ``baseline_steps``) and cached in ``cache_dir``; scored unadapted.
+        switch_at: also run, for every method, one-episode trials that start on a training task and switch to the
+            held-out one after this many steps without a reset (the broken robots: the failure moves to the
+            held-out part), and record the reward per step around the switch (``record["switch"]``, switch.png).
 
     Returns:
         The record written to adaptation.json: ``methods[name]["mean"][k]`` is the mean return of episode k of a
@@ -125,6 +128,8 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
         budget = min(x for x in (trained_on, baseline_steps) if x is not None)
     K = episodes_per_trial or meta["episodes_per_trial"]
     horizon = horizon or meta["horizon"] or envs.get_family(family).horizon
+    if switch_at is not None and not (isinstance(switch_at, int) and 1 <= switch_at < horizon):
+        raise ValueError(f"--switch-at must be an integer in [1, {horizon - 1}], got {switch_at!r}")
     out = Path(out_dir)
     ensure_writable_dir(out)
     tasks = envs.task_split(family, "test", num_tasks, seed, **options)
@@ -162,15 +167,55 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
         methods[name] = {"mean": [s[0] for s in summary], "ci95": [[s[1], s[2]] for s in summary],
                          "per_task": per_task.tolist(), "adapted": adapts, "source": source,
                          "experience": experience(list(range(K)), before, online=adapts)}
+    switch = None
+    if switch_at is not None:
+        from_tasks = envs.task_split(family, "train", num_tasks, seed, **options)
+        switch = {"at": switch_at, "from_tasks": from_tasks, "reward_per_step": {}}
+        for name, (acting, settings, _, _) in runs.items():
+            sampler = Sampler(family, num_tasks, trials, horizon, seed=seed, **settings, **options)
+            episodes = sampler.sample_trials(acting, from_tasks, 1, switch=(switch_at, tasks))
+            running = episodes.mask.sum((0, 1))  # [H] episodes still running at each step
+            mean = torch.where(running > 0, episodes.rewards.sum((0, 1)) / running.clamp_min(1),
+                               torch.full_like(running, torch.nan))
+            switch["reward_per_step"][name] = {"mean": [None if torch.isnan(v) else float(v) for v in mean],
+                                               "running": running.int().tolist()}
     record = {
         "family": family, "family_options": options, "kind": "memory", "learner": learner, "steps": K - 1,
         "episodes": 1, "num_tasks": num_tasks, "trials": trials, "episodes_per_trial": K, "horizon": horizon,
         "seed": seed, "tasks": tasks, "policy": str(path), "training": meta, "commit": git_commit(),
-        "baseline_budget": budget, "methods": methods,
+        "baseline_budget": budget, "methods": methods, **({"switch": switch} if switch else {}),
         "ci": "95% Student-t interval of the mean over tasks", "schema": SCHEMA,
         "axis": "experience of the new task before the scored episode: episode k of a trial comes after k episodes "
                 "(methods[*].experience); a memory-based policy also reads its own transitions inside the episode",
         "wall_clock_s": time.perf_counter() - t_start,
     }
     _write_outputs(record, out)
+    if switch:
+        atomic_write(out / "switch.png", lambda tmp: plot_switch(record, tmp))
     return record
+
+
+def plot_switch(record: dict, path) -> None:
+    """Reward per step of every method around the mid-episode switch (mean over the episodes still running),
+    smoothed over 10 steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, values in record["switch"]["reward_per_step"].items():
+        y = np.array([np.nan if v is None else v for v in values["mean"]], dtype=float)
+        smooth = np.convolve(np.nan_to_num(y), np.ones(10) / 10, mode="same")
+        smooth[np.isnan(y)] = np.nan
+        ax.plot(np.arange(len(y)), smooth, label=name)
+    ax.axvline(record["switch"]["at"] - 0.5, color="grey", ls=":", lw=1)
+    ax.set_xlabel("step (the task switches at the dotted line, no reset)")
+    ax.set_ylabel("reward per step (10-step mean)")
+    ax.set_title(f"{record['family']}: training task -> held-out task, {record['num_tasks']} tasks x "
+                 f"{record['trials']} episodes")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)

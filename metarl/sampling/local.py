@@ -195,7 +195,7 @@ class Sampler:
 
 
     def sample_trials(self, policy, tasks: list[dict], episodes_per_trial: int,
-                      deterministic: bool = False) -> Episodes:
+                      deterministic: bool = False, switch: tuple[int, list[dict]] | None = None) -> Episodes:
         """Roll out E trials of each task, a trial being ``episodes_per_trial`` (K) episodes of the task in a
         row with the policy's state carried across their boundaries (reset only at the trial's start):
         what a memory-based policy (RL²) needs. Any :class:`metarl.sampling.BatchPolicy` runs here; the
@@ -211,6 +211,9 @@ class Sampler:
                 episode_start [N] bool, deterministic, generator) -> (actions [N, act_dim], state)``.
             tasks: T task dicts.
             episodes_per_trial: K >= 1.
+            switch: ``(k, new_tasks)``: in every episode, each simulation of task t changes to ``new_tasks[t]``
+                after k steps, without a reset (:meth:`envs.engine.BatchedEnv.schedule_switch`); with
+                ``task_in_obs`` the appended features change with it.
 
         Returns:
             :class:`Episodes` ``[T, E, K * H]``: episode k of a trial at steps ``k * H .. k * H + H - 1``,
@@ -230,10 +233,17 @@ class Sampler:
         rewards, mask = torch.zeros(K * H, N), torch.zeros(K * H, N)
         terminated = torch.zeros(K * H, N, dtype=torch.bool)
         truncated = torch.zeros(K * H, N, dtype=torch.bool)
-        features = None
-        if self.task_in_obs:
-            features = torch.as_tensor(envs.task_features(self.family, tasks), dtype=torch.float32)
-            features = features.repeat_interleave(E, dim=0)
+        def features_of(task_list):
+            return torch.as_tensor(envs.task_features(self.family, task_list), dtype=torch.float32
+                                   ).repeat_interleave(E, dim=0)
+
+        features = features_of(tasks) if self.task_in_obs else None
+        if switch is not None:
+            switch_at, new_tasks = switch
+            if len(new_tasks) != T:
+                raise ValueError(f"switch: {T} new tasks needed, got {len(new_tasks)}")
+            self.env.schedule_switch(switch_at, [task for task in new_tasks for _ in range(E)])
+            switched_features = features_of(new_tasks) if self.task_in_obs else None
         state = policy.initial_state(N)
         last_reward = torch.zeros(N)
         low, high = self.env.single_action_space.low, self.env.single_action_space.high
@@ -246,7 +256,8 @@ class Sampler:
                     row = k * H + h
                     o = torch.as_tensor(obs_np, dtype=torch.float32)
                     if features is not None:
-                        o = torch.cat([o, features], dim=1)
+                        now_features = switched_features if switch is not None and h >= switch_at else features
+                        o = torch.cat([o, now_features], dim=1)
                     start = torch.full((N,), h == 0)
                     a, new_state = policy.act(o, state, last_reward, start, deterministic, generator)
                     state = _keep_where(active, new_state, state)
@@ -264,6 +275,8 @@ class Sampler:
                     active = now & ~torch.as_tensor(term | trunc)
                     if not active.any():
                         break
+        if switch is not None:
+            self.env.schedule_switch(None)
 
         def tem(x):  # [K * H, T * E, ...] -> [T, E, K * H, ...]
             return x.view(K * H, T, E, *x.shape[2:]).movedim(0, 2).contiguous()

@@ -198,7 +198,8 @@ def test_eval_scores_the_student_and_its_teacher_on_the_same_tasks(tiny_run, tmp
     tasks = envs.task_split("HopperRandParams", "test", 3, 4)
     for name, teacher_flag in (("rma", False), ("rma-teacher", True)):
         policy, _ = load_memory_policy(tiny_run, teacher=teacher_flag)
-        eps = Sampler("HopperRandParams", 3, 2, 60, seed=4, task_in_obs=teacher_flag).sample_trials(policy, tasks, 1)
+        sampler = Sampler("HopperRandParams", 3, 2, 60, seed=4, task_in_obs=teacher_flag, clip_actions=True)
+        eps = sampler.sample_trials(policy, tasks, 1)
         expected = eps.rewards.view(3, 2, 60).sum(-1).mean(1)
         np.testing.assert_allclose(record["methods"][name]["per_task"][0], expected.numpy(), rtol=1e-6)
     assert "rma-teacher" in capsys.readouterr().out
@@ -227,3 +228,20 @@ def test_bad_eval_input_for_an_rma_run_is_one_line_and_writes_nothing(argv, name
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and named in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_switch_scenario_records_every_methods_reward_per_step(tiny_run, tmp_path):
+    out = tmp_path / "e"
+    assert main(["eval", str(tiny_run), "--tasks", "3", "--episodes", "2", "--switch-at", "5", "--out", str(out),
+                 "--no-progress"]) == 0
+    record = json.loads((out / "adaptation.json").read_text())
+    switch = record["switch"]
+    assert switch["at"] == 5 and switch["from_tasks"] == envs.task_split("HopperRandParams", "train", 3, 0)
+    for name in ("rma", "rma-teacher"):
+        per_step = switch["reward_per_step"][name]
+        assert len(per_step["mean"]) == 60 and per_step["running"][0] == 6
+        assert all(a >= b for a, b in zip(per_step["running"], per_step["running"][1:], strict=False))
+    assert (out / "switch.png").is_file()
+    with pytest.raises(SystemExit):
+        main(["eval", str(tiny_run), "--switch-at", "60", "--out", str(tmp_path / "bad"), "--no-progress"])
+    assert not (tmp_path / "bad").exists()

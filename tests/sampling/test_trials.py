@@ -60,3 +60,26 @@ def test_the_mlp_through_trials_matches_the_fast_path():
                                                                               deterministic=True)
     for a, b in zip(fast, slow, strict=True):
         torch.testing.assert_close(a.float(), b.float(), rtol=1e-4, atol=1e-4)
+
+
+def test_a_scheduled_switch_changes_the_task_and_the_oracles_features_mid_episode():
+    """Before the switch the episode is the one of the first task; from step k on the engine runs the new task
+    and the features appended to the observation are the new task's."""
+    import envs
+
+    family, T, E, H, k = "HalfCheetahVel", 2, 2, 30, 12
+    first, second = [{"velocity": 0.5}, {"velocity": 1.0}], [{"velocity": 2.0}, {"velocity": 0.1}]
+    params = gaussian.init_params(18, 6, (8,), generator=torch.Generator().manual_seed(0))
+    policy = MlpPolicy(params)
+    plain = Sampler(family, T, E, H, seed=3, task_in_obs=True).sample_trials(policy, first, 1)
+    switched = Sampler(family, T, E, H, seed=3, task_in_obs=True).sample_trials(policy, first, 1, switch=(k, second))
+    torch.testing.assert_close(switched.obs[:, :, :k], plain.obs[:, :, :k], rtol=0, atol=0)
+    torch.testing.assert_close(switched.rewards[:, :, :k], plain.rewards[:, :, :k], rtol=0, atol=0)
+    assert not torch.equal(switched.rewards[:, :, k:], plain.rewards[:, :, k:])
+    new = torch.as_tensor(envs.task_features(family, second), dtype=torch.float32)
+    assert torch.equal(switched.obs[:, :, k:, -1], new[:, None, None, 0].expand(T, E, H - k))
+    assert torch.equal(switched.obs[:, :, :k, -1], plain.obs[:, :, :k, -1])
+    # after the call the engine runs its own tasks again
+    again = Sampler(family, T, E, H, seed=3, task_in_obs=True)
+    again.sample_trials(policy, first, 1, switch=(k, second))
+    assert again.env._switch is None
