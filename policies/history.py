@@ -155,7 +155,8 @@ class TeacherPolicy:
 
 class StudentPolicy:
     """``pi(obs, phi(history))`` in the sampler: its state is the last H (normalised observation, action) pairs,
-    zeros at the start of a trial (it keeps them across the episodes of a trial, and across a task switch).
+    zeros at the start of every episode (as in training, where a trial is one episode) and kept across a
+    mid-episode task switch.
 
     Args:
         policy: base-policy parameters.
@@ -181,6 +182,7 @@ class StudentPolicy:
     def act(self, obs, state, last_reward, episode_start, deterministic=False, generator=None):
         obs_dim = self.obs_mean.shape[0]
         x = (obs[:, :obs_dim] - self.obs_mean) / self.obs_std
+        state = torch.where(episode_start.view(-1, 1, 1), torch.zeros_like(state), state)  # a reset robot
         z = self.latent(obs) if self.latent is not None else adapt(self.adaptation, state)
         action = _act(self.policy, torch.cat([x, z], dim=1), self.activation, deterministic, generator)
         state = torch.cat([state[:, 1:], torch.cat([x, action], dim=1)[:, None]], dim=1)

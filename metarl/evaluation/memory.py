@@ -115,8 +115,14 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
     if unknown:
         raise ValueError(f"--baselines: {', '.join(unknown)} not for a memory-based run; it compares with "
                          f"{', '.join(MEMORY_BASELINES)}")
+    if not baselines and (baseline_steps is not None or cache_dir is not None):
+        raise ValueError("--baseline-steps and --baseline-cache set up the PPO baselines: add --baselines "
+                         "pretrained,oracle (a memory-based run is compared with none by default)")
     policy, meta = load_memory_policy(path)
     learner, family, options = meta["learner"], meta["family"], meta["family_options"]
+    if learner == "rma" and not meta["adaptation_trained"]:
+        raise ValueError(f"{str(path)!r} stopped in its teacher phase (iteration {meta['iteration']}): its adaptation "
+                         "module is untrained; resume the run (metarl train --resume) before evaluating it")
     if "oracle" in baselines and not oracle_defined(family)[0]:
         raise ValueError(oracle_defined(family)[1])
     budget = None
@@ -131,7 +137,6 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
     if switch_at is not None and not (isinstance(switch_at, int) and 1 <= switch_at < horizon):
         raise ValueError(f"--switch-at must be an integer in [1, {horizon - 1}], got {switch_at!r}")
     out = Path(out_dir)
-    ensure_writable_dir(out)
     tasks = envs.task_split(family, "test", num_tasks, seed, **options)
     # (policy, sampler settings, source) per method; each gets a sampler of the same seed
     runs = {learner: (policy, {"action_scale": meta["action_scale"], "clip_actions": meta["clip_actions"]},
@@ -166,7 +171,7 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
         before = torch.cat([torch.zeros(1), steps.cumsum(0)[:-1]]).tolist()
         methods[name] = {"mean": [s[0] for s in summary], "ci95": [[s[1], s[2]] for s in summary],
                          "per_task": per_task.tolist(), "adapted": adapts, "source": source,
-                         "experience": experience(list(range(K)), before, online=adapts)}
+                         "scored_with": settings, "experience": experience(list(range(K)), before, online=adapts)}
     switch = None
     if switch_at is not None:
         from_tasks = envs.task_split(family, "train", num_tasks, seed, **options)
@@ -189,9 +194,12 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
                 "(methods[*].experience); a memory-based policy also reads its own transitions inside the episode",
         "wall_clock_s": time.perf_counter() - t_start,
     }
-    _write_outputs(record, out)
+    ensure_writable_dir(out)  # only now: a refused or failed evaluation leaves nothing behind
     if switch:
         atomic_write(out / "switch.png", lambda tmp: plot_switch(record, tmp))
+    elif (out / "switch.png").exists():  # an earlier evaluation's (--force): not this record's
+        (out / "switch.png").unlink()
+    _write_outputs(record, out)  # the record last: it is there only with every figure it names
     return record
 
 

@@ -305,9 +305,11 @@ def _write_outputs(record: dict, out: Path) -> None:
     atomic_write(out / "adaptation.png", lambda p: plot_adaptation(record, p))
 
 
-LABELS = {"maml": "MAML", "rl2": "RL²", "pretrained": "pretrained (batched PPO)", "random": "random",
+LABELS = {"maml": "MAML", "rl2": "RL²", "rma": "RMA (student)", "rma-teacher": "RMA teacher (told z)",
+          "pretrained": "pretrained (batched PPO)", "random": "random",
           "oracle": "oracle (batched PPO)", "pretrained-sb3": "pretrained (SB3 PPO)", "oracle-sb3": "oracle (SB3 PPO)"}
-STYLES = {"maml": ("tab:red", "o"), "rl2": ("tab:purple", "o"), "pretrained": ("tab:blue", "s"),
+STYLES = {"maml": ("tab:red", "o"), "rl2": ("tab:purple", "o"), "rma": ("tab:orange", "o"),
+          "rma-teacher": ("tab:brown", "d"), "pretrained": ("tab:blue", "s"),
           "random": ("tab:gray", "^"), "oracle": ("tab:green", "d"), "pretrained-sb3": ("tab:cyan", "v"),
           "oracle-sb3": ("tab:olive", "d")}
 

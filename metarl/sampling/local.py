@@ -233,6 +233,7 @@ class Sampler:
         rewards, mask = torch.zeros(K * H, N), torch.zeros(K * H, N)
         terminated = torch.zeros(K * H, N, dtype=torch.bool)
         truncated = torch.zeros(K * H, N, dtype=torch.bool)
+
         def features_of(task_list):
             return torch.as_tensor(envs.task_features(self.family, task_list), dtype=torch.float32
                                    ).repeat_interleave(E, dim=0)
@@ -247,36 +248,38 @@ class Sampler:
         state = policy.initial_state(N)
         last_reward = torch.zeros(N)
         low, high = self.env.single_action_space.low, self.env.single_action_space.high
-        with torch.no_grad():
-            for k in range(K):
-                seeds = [[reset_seed, t, e] + ([k] if k else []) for t in range(T) for e in range(E)]
-                obs_np, _ = self.env.reset(seed=seeds)
-                active = torch.ones(N, dtype=torch.bool)
-                for h in range(H):
-                    row = k * H + h
-                    o = torch.as_tensor(obs_np, dtype=torch.float32)
-                    if features is not None:
-                        now_features = switched_features if switch is not None and h >= switch_at else features
-                        o = torch.cat([o, now_features], dim=1)
-                    start = torch.full((N,), h == 0)
-                    a, new_state = policy.act(o, state, last_reward, start, deterministic, generator)
-                    state = _keep_where(active, new_state, state)
-                    env_actions = a.double().numpy() * self.action_scale
-                    if self.clip_actions:
-                        env_actions = np.clip(env_actions, low, high)
-                    obs_np, r, term, trunc, info = self.env.step(env_actions)
-                    now = torch.as_tensor(info["active"])
-                    obs[row], actions[row] = o * now[:, None], a * now[:, None]
-                    rewards[row] = torch.as_tensor(r, dtype=torch.float32) * now
-                    mask[row] = now.float()
-                    terminated[row] = torch.as_tensor(term) & now
-                    truncated[row] = torch.as_tensor(trunc) & now
-                    last_reward = torch.where(now, torch.as_tensor(r, dtype=torch.float32), last_reward)
-                    active = now & ~torch.as_tensor(term | trunc)
-                    if not active.any():
-                        break
-        if switch is not None:
-            self.env.schedule_switch(None)
+        try:  # a failing policy must not leave the switch scheduled on this sampler's engine
+            with torch.no_grad():
+                for k in range(K):
+                    seeds = [[reset_seed, t, e] + ([k] if k else []) for t in range(T) for e in range(E)]
+                    obs_np, _ = self.env.reset(seed=seeds)
+                    active = torch.ones(N, dtype=torch.bool)
+                    for h in range(H):
+                        row = k * H + h
+                        o = torch.as_tensor(obs_np, dtype=torch.float32)
+                        if features is not None:
+                            now_features = switched_features if switch is not None and h >= switch_at else features
+                            o = torch.cat([o, now_features], dim=1)
+                        start = torch.full((N,), h == 0)
+                        a, new_state = policy.act(o, state, last_reward, start, deterministic, generator)
+                        state = _keep_where(active, new_state, state)
+                        env_actions = a.double().numpy() * self.action_scale
+                        if self.clip_actions:
+                            env_actions = np.clip(env_actions, low, high)
+                        obs_np, r, term, trunc, info = self.env.step(env_actions)
+                        now = torch.as_tensor(info["active"])
+                        obs[row], actions[row] = o * now[:, None], a * now[:, None]
+                        rewards[row] = torch.as_tensor(r, dtype=torch.float32) * now
+                        mask[row] = now.float()
+                        terminated[row] = torch.as_tensor(term) & now
+                        truncated[row] = torch.as_tensor(trunc) & now
+                        last_reward = torch.where(now, torch.as_tensor(r, dtype=torch.float32), last_reward)
+                        active = now & ~torch.as_tensor(term | trunc)
+                        if not active.any():
+                            break
+        finally:
+            if switch is not None:
+                self.env.schedule_switch(None)
 
         def tem(x):  # [K * H, T * E, ...] -> [T, E, K * H, ...]
             return x.view(K * H, T, E, *x.shape[2:]).movedim(0, 2).contiguous()

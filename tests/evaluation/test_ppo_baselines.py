@@ -68,9 +68,10 @@ def test_the_baseline_acts_in_the_policys_action_units(nav_run, tmp_path):
     torch.testing.assert_close(0.1 * mean, raw_mean)
     torch.testing.assert_close(log_std + np.log(0.1), raw_log_std)
     # the cache holds it in env units: a policy of another action scale gets the same training, rescaled
-    unscaled, info, unscaled_spec = bl.ppo_policy(spec, 0, 20, tmp_path, 1280)
-    assert info["cached"] and len(list(tmp_path.glob("*.pt"))) == 1 and unscaled_spec.action_scale == spec.action_scale
-    torch.testing.assert_close(spec.action_scale * gaussian.mean_log_std(unscaled, obs, "relu")[0], raw_mean)
+    half_spec = spec.__class__(**{**spec.to_meta(), "action_scale": 0.5})
+    half, info, half_ppo_spec = bl.ppo_policy(half_spec, 0, 20, tmp_path, 1280)
+    assert info["cached"] and len(list(tmp_path.glob("*.pt"))) == 1 and half_ppo_spec.action_scale == 0.5
+    torch.testing.assert_close(0.5 * gaussian.mean_log_std(half, obs, "relu")[0], raw_mean)
 
 
 def test_an_interrupted_baseline_training_resumes_to_the_same_policy(nav_run, tmp_path):

@@ -47,6 +47,10 @@ def test_the_student_holds_the_history_the_module_is_trained_on():
     assert torch.equal(first, torch.zeros_like(first))
     torch.testing.assert_close(states[T - 1][1, -1], torch.cat([normalised[1, T - 1], actions[1, T - 1]]))
     torch.testing.assert_close(states[T - 1][1, 0], torch.cat([normalised[1, T - H], actions[1, T - H]]))
+    # a new episode (a reset robot) starts from an empty history, as every training episode did
+    a, fresh = student.act(raw[:, 0], state, torch.zeros(N), torch.ones(N, dtype=torch.bool), generator=gen)
+    assert torch.equal(fresh[:, :-1], torch.zeros_like(fresh[:, :-1]))
+    torch.testing.assert_close(fresh[:, -1], torch.cat([normalised[:, 0], a], dim=1))
 
 
 def _synthetic_histories(num: int, gen: torch.Generator, steps=60, H=50):
@@ -221,6 +225,8 @@ def test_eval_compares_with_the_ppo_baselines_at_the_run_budget(tiny_run, tmp_pa
 @pytest.mark.parametrize("argv, named", [
     (["--baselines", "random"], "--baselines: random not for a memory-based run"),
     (["--steps", "2"], "--steps: not for a memory run"),
+    (["--baseline-steps", "1000"], "add --baselines pretrained,oracle"),
+    (["--switch-at", "0"], "--switch-at must be an integer in [1, 59], got 0"),
 ])
 def test_bad_eval_input_for_an_rma_run_is_one_line_and_writes_nothing(argv, named, tiny_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
@@ -245,3 +251,14 @@ def test_the_switch_scenario_records_every_methods_reward_per_step(tiny_run, tmp
     with pytest.raises(SystemExit):
         main(["eval", str(tiny_run), "--switch-at", "60", "--out", str(tmp_path / "bad"), "--no-progress"])
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_run_stopped_in_its_teacher_phase_is_refused(tiny_run, tmp_path, capsys):
+    payload = torch.load(tiny_run / "policy.pt", weights_only=True)
+    payload["meta"].update(adaptation_trained=False, iteration=1)  # what a checkpoint in the teacher phase writes
+    torch.save(payload, tmp_path / "policy.pt")
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(tmp_path / "policy.pt"), "--out", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and "adaptation module is untrained" in err, err
+    assert not (tmp_path / "out").exists()

@@ -313,7 +313,9 @@ class Rma(Counters):
             targets = history.encode(self.encoder, features).repeat_interleave(E, dim=0)  # [T * E, latent]
         # steps drawn uniformly from the valid ones (every episode's steps, as the student visited them)
         valid = mask.nonzero()
-        gen = torch.Generator().manual_seed(int(self.shuffle.initial_seed()) + self.iteration)
+        # its own stream per (seed, iteration): runs of neighbouring seeds draw unrelated steps
+        stream = np.random.SeedSequence([cfg.seed, self.iteration]).generate_state(1)[0]
+        gen = torch.Generator().manual_seed(int(stream))
         picks = valid[torch.randint(len(valid), (cfg.adaptation_samples,), generator=gen)]
         histories = history.histories(obs, actions, picks, cfg.history_steps)
         target = targets[picks[:, 0]]
