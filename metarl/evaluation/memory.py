@@ -67,6 +67,15 @@ def load_memory_policy(path: str | Path, teacher: bool = False):
                                  meta["activation"]), meta
 
 
+def load_teacher(path: str | Path) -> history.TeacherPolicy | None:
+    """The teacher of a memory-based policy that has one (rma's base policy told the encoding of the task
+    features), or None (rl2)."""
+    _, payload = _load_payload(path)
+    if not any(k.startswith("encoder.") for k in payload["params"]):
+        return None
+    return load_memory_policy(path, teacher=True)[0]
+
+
 MEMORY_BASELINES = ("pretrained", "oracle")
 
 
@@ -120,7 +129,7 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
                          "pretrained,oracle (a memory-based run is compared with none by default)")
     policy, meta = load_memory_policy(path)
     learner, family, options = meta["learner"], meta["family"], meta["family_options"]
-    if learner == "rma" and not meta["adaptation_trained"]:
+    if not meta.get("adaptation_trained", True):  # an rma run's policy.pt written in its teacher phase
         raise ValueError(f"{str(path)!r} stopped in its teacher phase (iteration {meta['iteration']}): its adaptation "
                          "module is untrained; resume the run (metarl train --resume) before evaluating it")
     if "oracle" in baselines and not oracle_defined(family)[0]:
@@ -139,12 +148,12 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
     out = Path(out_dir)
     tasks = envs.task_split(family, "test", num_tasks, seed, **options)
     # (policy, sampler settings, source) per method; each gets a sampler of the same seed
-    runs = {learner: (policy, {"action_scale": meta["action_scale"], "clip_actions": meta["clip_actions"]},
-                      {"path": str(path)}, True)}
-    if learner == "rma" and oracle_defined(family)[0]:
-        teacher, _ = load_memory_policy(path, teacher=True)
-        runs["rma-teacher"] = (teacher, {"action_scale": meta["action_scale"], "clip_actions": meta["clip_actions"],
-                                         "task_in_obs": True}, {"path": str(path), "told": "the true encoding"}, False)
+    own = {"action_scale": meta["action_scale"], "clip_actions": meta["clip_actions"]}
+    runs = {learner: (policy, own, {"path": str(path)}, True)}
+    teacher = load_teacher(path)
+    if teacher is not None and oracle_defined(family)[0]:
+        runs[f"{learner}-teacher"] = (teacher, {**own, "task_in_obs": True},
+                                      {"path": str(path), "told": "the true encoding"}, False)
     cache = Path(cache_dir or Path.home() / ".cache" / "metarl" / "baselines")
     spec = PolicySpec(family=family, family_options=dict(options), obs_dim=meta["obs_dim"], act_dim=meta["act_dim"],
                       hidden_sizes=[], activation="tanh", action_scale=meta["action_scale"], inner_lr=0.0,
