@@ -48,7 +48,7 @@ def test_every_shipped_config_loads():
         ("iterations: 3\niterations: 4\n", "duplicate key 'iterations'"),
         ("max_kl: 0\n", "'max_kl' must be > 0"),
         ("algo: sac\n",
-         "'algo' must be one of trpo, maml-ppo, promp, vpg, reptile, grbal, mb-mpc, batched-ppo, rl2, got 'sac'"),
+         "'algo' must be one of trpo, maml-ppo, promp, vpg, reptile, grbal, mb-mpc, batched-ppo, rl2, rma, got 'sac'"),
         ("inner_estimator: magic\n", "'inner_estimator' must be one of vpg, lvc, dice or null, got 'magic'"),
         ("inner_estimator: 1\n", "'inner_estimator' must be str | None"),
         ("first_order: true\ninner_estimator: dice\n", "no effect with first_order: true"),
