@@ -125,3 +125,13 @@ def test_a_policy_without_its_training_budget_needs_the_cap(nav_run, tmp_path, c
         main(["eval", str(policy), *EVAL, "--baselines", "pretrained", "--out", str(tmp_path / "out")])
     assert "give --baseline-steps" in capsys.readouterr().err and not (tmp_path / "out").exists()
     assert bl.training_env_steps(nav_run) == 1280
+
+
+def test_the_baselines_initial_std_is_the_robots_probed_one():
+    from metarl.policy_spec import spec_from_config
+
+    def std(family):
+        cfg = config.from_dict({"family": family, "hidden_sizes": [8]})
+        return bl.ppo_baseline_config(spec_from_config(cfg, 3, 2), 0, 20, 1000, oracle=False).init_std
+
+    assert std("HalfCheetahVel") == 0.135 and std("HopperRandParams") == 0.6 and std("AntGoal") == 0.6
