@@ -224,8 +224,11 @@ def plot_switch(record: dict, path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, values in record["switch"]["reward_per_step"].items():
         y = np.array([np.nan if v is None else v for v in values["mean"]], dtype=float)
-        smooth = np.convolve(np.nan_to_num(y), np.ones(10) / 10, mode="same")
-        smooth[np.isnan(y)] = np.nan
+        valid = ~np.isnan(y)
+        # the mean of the valid steps in each window (not zeros past the ends, which would bend the edges down)
+        counts = np.convolve(valid.astype(float), np.ones(10), mode="same")
+        smooth = np.convolve(np.where(valid, y, 0.0), np.ones(10), mode="same") / np.maximum(counts, 1)
+        smooth[~valid] = np.nan
         ax.plot(np.arange(len(y)), smooth, label=name)
     ax.axvline(record["switch"]["at"] - 0.5, color="grey", ls=":", lw=1)
     ax.set_xlabel("step (the task switches at the dotted line, no reset)")

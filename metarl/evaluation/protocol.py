@@ -335,6 +335,9 @@ def plot_adaptation(record: dict, path: Path) -> None:
             continue
         ax.plot(steps, m["mean"], marker=marker, color=color, label=LABELS.get(name, name))
         ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
+        if len(steps) == 1:  # one score (a memory policy's single episode): its interval as a bar
+            ax.errorbar(steps, m["mean"], yerr=[[m["mean"][0] - lo[0]], [hi[0] - m["mean"][0]]], color=color,
+                        capsize=4)
     if record.get("kind") == "memory":  # adapting in its activations: episode k of a trial after k episodes
         ax.set_xticks(steps, [str(e) for e in steps])
         ax.set_xlabel("episodes of experience on the new task (episode of the trial - 1)")
