@@ -45,18 +45,20 @@ def load_memory_policy(path: str | Path, teacher: bool = False):
 
     Args:
         path: the run directory or policy.pt.
-        teacher: for an rma policy, its teacher (acting on observations that end with the task features)
-            instead of the student.
+        teacher: the policy's teacher instead (rma's base policy told the encoding of the task features, acting on
+            observations that end with them); None for a policy without one (rl2).
 
     Returns:
         ``(policy, meta)``: a :class:`policies.recurrent.GruPolicy`, :class:`policies.history.StudentPolicy`
-        or :class:`policies.history.TeacherPolicy` (the sampler's ``BatchPolicy``).
+        or :class:`policies.history.TeacherPolicy` (the sampler's ``BatchPolicy``), or None.
 
     Raises:
         ValueError: no policy there, a file that does not load safely, or not a memory-based policy.
     """
     path, payload = _load_payload(path)
     params, meta = dict(payload["params"]), payload["meta"]
+    if teacher and not any(k.startswith("encoder.") for k in params):
+        return None, meta
     if meta["policy"] == "gru":
         obs_mean, obs_std = params.pop("obs_mean", None), params.pop("obs_std", None)
         return recurrent.GruPolicy(params, obs_mean, obs_std), meta
@@ -65,15 +67,6 @@ def load_memory_policy(path: str | Path, teacher: bool = False):
         return history.TeacherPolicy(base, _part(params, "encoder."), mean, std, meta["activation"]), meta
     return history.StudentPolicy(base, _part(params, "adaptation."), mean, std, meta["history_steps"],
                                  meta["activation"]), meta
-
-
-def load_teacher(path: str | Path) -> history.TeacherPolicy | None:
-    """The teacher of a memory-based policy that has one (rma's base policy told the encoding of the task
-    features), or None (rl2)."""
-    _, payload = _load_payload(path)
-    if not any(k.startswith("encoder.") for k in payload["params"]):
-        return None
-    return load_memory_policy(path, teacher=True)[0]
 
 
 MEMORY_BASELINES = ("pretrained", "oracle")
@@ -150,7 +143,7 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
     # (policy, sampler settings, source) per method; each gets a sampler of the same seed
     own = {"action_scale": meta["action_scale"], "clip_actions": meta["clip_actions"]}
     runs = {learner: (policy, own, {"path": str(path)}, True)}
-    teacher = load_teacher(path)
+    teacher, _ = load_memory_policy(path, teacher=True)
     if teacher is not None and oracle_defined(family)[0]:
         runs[f"{learner}-teacher"] = (teacher, {**own, "task_in_obs": True},
                                       {"path": str(path), "told": "the true encoding"}, False)
