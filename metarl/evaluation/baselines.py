@@ -3,7 +3,9 @@
 ``random``: a freshly initialised policy of the meta-policy's shape. ``pretrained``: our batched PPO
 (``batched-ppo``) trained on the task mixture (16 new tasks each iteration, 4 simulations each) for as
 many env steps as the meta-policy trained on, at PPO's own best setting (:data:`PPO_BASELINE`).
-``oracle``: the same with the task's features (:func:`envs.task_features`) appended to the observation.
+``oracle``: the same with the task's features (:func:`envs.task_features`) appended to the observation; on
+a broken-actuator family, whose held-out joint or leg training never breaks (:func:`held_out_features_seen`),
+the expert instead: the same PPO trained on the held-out robot alone.
 ``pretrained-sb3`` and ``oracle-sb3``: the earlier baselines, stable-baselines3 PPO for
 :data:`PRETRAIN_TIMESTEPS` steps, its actor weights copied into our parameter dict, kept to compare with
 older tables. All but the oracles are then adapted with the same inner loop as the meta-policy. Trained
@@ -46,6 +48,31 @@ PPO_BASELINE_INIT_STD = {"half_cheetah": 0.135, "ant": 0.135}
 DEFAULT_BASELINE_INIT_STD = 0.6
 
 PRETRAIN_TIMESTEPS = 1_000_000
+
+
+def held_out_features_seen(family: str) -> bool:
+    """Whether training ever sets the task features of ``family``'s held-out tasks. Not on a broken-actuator
+    family: its held-out joint or leg is never broken in training, so its one-hot is a column a policy told the
+    task never saw set (a normaliser would blow it up ten-thousand-fold). Its ``oracle`` is then the expert,
+    PPO trained on the held-out robot alone (:func:`oracle_task`), and a policy told the task is not scored."""
+    return envs.get_family(family).kind != "broken"
+
+
+def oracle_task(spec: PolicySpec) -> dict | None:
+    """The one task the ``oracle`` baseline of ``spec``'s family trains on: the held-out robot of a
+    broken-actuator family (it holds out one joint or leg, so every held-out task is that one), None elsewhere
+    (the oracle trains on the task mixture with the task visible)."""
+    if held_out_features_seen(spec.family):
+        return None
+    return envs.task_split(spec.family, "test", 1, 0, **spec.family_options)[0]
+
+
+def trained_on(spec: PolicySpec, oracle: bool) -> str:
+    """What the ``pretrained`` (``oracle``: True) PPO baseline of ``spec``'s family trains on, for messages."""
+    task = oracle_task(spec) if oracle else None
+    if task is not None:
+        return f"on the held-out {spec.family} robot {task} alone (the expert)"
+    return f"on the {spec.family} task mixture" + (" with the task visible" if oracle else "")
 
 
 def random_policy(spec: PolicySpec, seed: int) -> dict:
@@ -211,16 +238,18 @@ ITERATION_SLACK = 20
 
 
 def ppo_baseline_config(spec: PolicySpec, seed: int, horizon: int, budget: int, oracle: bool):
-    """The batched-ppo config of the ``pretrained`` (``oracle``: task visible) baseline of ``spec``'s family:
-    :data:`PPO_BASELINE` until ``budget`` env steps are done (``max_env_steps``, the learning rate annealed
-    over them), however early its episodes end."""
+    """The batched-ppo config of the ``pretrained`` (``oracle``: task visible, or the held-out robot alone,
+    :func:`oracle_task`) baseline of ``spec``'s family: :data:`PPO_BASELINE` until ``budget`` env steps are done
+    (``max_env_steps``, the learning rate annealed over them), however early its episodes end."""
     from metarl.training import config
 
     per_iteration = PPO_BASELINE["meta_batch_size"] * PPO_BASELINE["episodes_per_task"] * horizon
     init_std = PPO_BASELINE_INIT_STD.get(envs.get_family(spec.family).body, DEFAULT_BASELINE_INIT_STD)
-    return config.from_dict({**PPO_BASELINE, "init_std": init_std, "family": spec.family,
+    expert_task = oracle_task(spec) if oracle else None
+    which = {"task": expert_task} if expert_task is not None else {"task_visible": bool(oracle)}
+    return config.from_dict({**PPO_BASELINE, **which, "init_std": init_std, "family": spec.family,
                              "family_options": dict(spec.family_options),
-                             "horizon": horizon, "seed": int(seed), "task_visible": bool(oracle),
+                             "horizon": horizon, "seed": int(seed),
                              "max_env_steps": int(budget),
                              "iterations": ITERATION_SLACK * max(1, -(-int(budget) // per_iteration))},
                             "the PPO baseline")
@@ -241,7 +270,8 @@ def ppo_policy(spec: PolicySpec, seed: int, horizon: int, cache_dir: str | Path,
         horizon: episode length.
         cache_dir: where baselines are kept.
         budget: env steps to train for (>= 1; it stops at the first iteration that reaches it).
-        oracle: the task's features appended to the observation.
+        oracle: the task's features appended to the observation (a broken-actuator family: trained on the
+            held-out robot alone, :func:`oracle_task`; the returned spec says which, ``task_in_obs``).
         progress: a progress bar.
 
     Returns:
@@ -271,7 +301,7 @@ def ppo_policy(spec: PolicySpec, seed: int, horizon: int, cache_dir: str | Path,
     params, meta = gaussian.load_policy(path)
     params = rescale_actions(params, spec.action_scale)
     return params, {**meta["pretrained"], "path": str(path), "cached": cached}, _baseline_spec(
-        spec, cfg, params, horizon, oracle, seed)
+        spec, cfg, params, horizon, seed)
 
 
 def _train_baseline(cfg, out: Path, path: Path, spec: PolicySpec, horizon: int, oracle: bool, seed: int,
@@ -299,19 +329,21 @@ def _train_baseline(cfg, out: Path, path: Path, spec: PolicySpec, horizon: int, 
             trainer.close()
         learner = trainer.learner
         params = learner.acting_params()  # env units
-        info = {"algorithm": "batched-ppo on the task mixture" + (", task visible" if oracle else ""),
+        info = {"algorithm": (f"batched-ppo on the held-out task {cfg.task} alone (the expert)" if cfg.task is not None
+                              else "batched-ppo on the task mixture" + (", task visible" if oracle else "")),
                 "config": config.to_dict(cfg), "budget": budget, "env_steps": learner.env_steps,
                 "iterations": learner.iteration, "wall_clock_s": learner.wall_clock, "seed": int(seed),
                 "commit": git_commit(), "learner_version": version, "run": str(out)}
         env_units = replace(spec, action_scale=1.0)
-        meta = {**_baseline_spec(env_units, cfg, params, horizon, oracle, seed).to_meta(), "pretrained": info}
+        meta = {**_baseline_spec(env_units, cfg, params, horizon, seed).to_meta(), "pretrained": info}
         gaussian.save_policy(path, params, meta)  # atomic: the cache entry exists whole or not at all
     finally:
         lock.__exit__(None, None, None)
 
 
-def _baseline_spec(spec: PolicySpec, cfg, params: dict, horizon: int, oracle: bool, seed: int) -> PolicySpec:
+def _baseline_spec(spec: PolicySpec, cfg, params: dict, horizon: int, seed: int) -> PolicySpec:
     """The spec to sample and adapt a PPO baseline with: its own network, the meta-policy's action units and
-    inner-loop settings, actions clipped as in its training."""
+    inner-loop settings, the task in its observation as in its training, actions clipped as in its training."""
     return replace(spec, obs_dim=params["w0"].shape[1], hidden_sizes=list(cfg.hidden_sizes),
-                   activation=cfg.activation, horizon=horizon, task_in_obs=oracle, seed=seed, clip_actions=True)
+                   activation=cfg.activation, horizon=horizon, task_in_obs=cfg.task_visible, seed=seed,
+                   clip_actions=True)

@@ -91,7 +91,8 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
         seed: seeds the tasks, the sampling and the baselines.
         horizon: episode length (default: the training horizon).
         baselines: any of :data:`MEMORY_BASELINES`: batched PPO on the task mixture (``pretrained``, the robust
-            policy) and with the task visible (``oracle``), trained as many env steps as the run (capped by
+            policy) and with the task visible (``oracle``; on a broken-actuator family the expert trained on the
+            held-out robot alone), trained as many env steps as the run (capped by
             ``baseline_steps``) and cached in ``cache_dir``; scored unadapted.
         switch_at: also run, for every method, one-episode trials that start on a training task and switch to the
             held-out one after this many steps without a reset (the broken robots: the failure moves to the
@@ -103,7 +104,7 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
         features of held-out tasks were seen in training (not on the broken-actuator families).
     """
     from metarl.evaluation import baselines as bl
-    from metarl.evaluation.protocol import _write_outputs, mean_ci, oracle_defined
+    from metarl.evaluation.protocol import _write_outputs, mean_ci
     from metarl.policy_spec import PolicySpec
     from metarl.sampling import MlpPolicy
 
@@ -125,8 +126,6 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
     if not meta.get("adaptation_trained", True):  # an rma run's policy.pt written in its teacher phase
         raise ValueError(f"{str(path)!r} stopped in its teacher phase (iteration {meta['iteration']}): its adaptation "
                          "module is untrained; resume the run (metarl train --resume) before evaluating it")
-    if "oracle" in baselines and not oracle_defined(family)[0]:
-        raise ValueError(oracle_defined(family)[1])
     budget = None
     if baselines:
         trained_on = bl.training_env_steps(path)
@@ -144,7 +143,7 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
     own = {"action_scale": meta["action_scale"], "clip_actions": meta["clip_actions"]}
     runs = {learner: (policy, own, {"path": str(path)}, True)}
     teacher, _ = load_memory_policy(path, teacher=True)
-    if teacher is not None and oracle_defined(family)[0]:
+    if teacher is not None and bl.held_out_features_seen(family):
         runs[f"{learner}-teacher"] = (teacher, {**own, "task_in_obs": True},
                                       {"path": str(path), "told": "the true encoding"}, False)
     cache = Path(cache_dir or Path.home() / ".cache" / "metarl" / "baselines")
@@ -154,11 +153,11 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
     for name in baselines:
         oracle = name == "oracle"
         if progress:
-            print(f"{name} baseline: batched PPO on the {family} task mixture{' with the task visible' * oracle}, "
-                  f"{budget:,} env steps (cached in {cache})", flush=True)
+            print(f"{name} baseline: batched PPO {bl.trained_on(spec, oracle)}, {budget:,} env steps (cached in "
+                  f"{cache})", flush=True)
         params, info, bspec = bl.ppo_policy(spec, seed, horizon, cache, budget, oracle=oracle, progress=progress)
         runs[name] = (MlpPolicy(params, bspec.activation), {"action_scale": bspec.action_scale, "clip_actions": True,
-                                                           "task_in_obs": oracle}, info, False)
+                                                           "task_in_obs": bspec.task_in_obs}, info, False)
     if progress:
         print(f"{', '.join(runs)}: {trials} trials of {K} episodes on each of {num_tasks} held-out {family} tasks",
               flush=True)

@@ -151,18 +151,21 @@ def held_out_task(family: str, index: int, num_tasks: int = 40, seed: int = 0, *
 
 
 def default_baselines(family: str) -> tuple[str, ...]:
-    """The baselines evaluated unless others are asked for: pretrained, random and the oracle, but for the
-    broken-actuator families (see :func:`oracle_defined`)."""
-    return ("pretrained", "random", "oracle") if oracle_defined(family)[0] else ("pretrained", "random")
+    """The baselines evaluated unless others are asked for: pretrained, random and oracle (on a broken-actuator
+    family the oracle is the expert trained on the held-out robot, :func:`baselines.oracle_task`)."""
+    return ("pretrained", "random", "oracle")
 
 
-def oracle_defined(family: str) -> tuple[bool, str]:
-    """Whether an oracle (PPO told the task's features) means anything on ``family``'s held-out tasks, and why
-    not: a broken-actuator family holds out a joint or leg that training never breaks, so its one-hot feature
-    is a column the oracle never saw set (its normaliser would blow it up ten-thousand-fold)."""
-    if envs.get_family(family).kind == "broken":
-        return False, (f"no oracle for {family}: its held-out {envs.get_family(family).broken_key} is never broken "
-                       "in training, so an oracle told it has learned nothing to use it with")
+def oracle_defined(family: str, name: str = "oracle") -> tuple[bool, str]:
+    """Whether the oracle ``name`` (``oracle`` or ``oracle-sb3``) exists on ``family``, and why not: the SB3
+    oracle is only the task-visible one, meaningless where training never sets the held-out task's features
+    (a broken-actuator family's held-out joint or leg, :func:`baselines.held_out_features_seen`)."""
+    from metarl.evaluation import baselines as bl
+
+    if name == "oracle-sb3" and not bl.held_out_features_seen(family):
+        return False, (f"no oracle-sb3 for {family}: its held-out {envs.get_family(family).broken_key} is never "
+                       "broken in training, so a policy told it has learned nothing to use it with; the batched "
+                       "'oracle' there is PPO trained on the held-out robot alone")
     return True, ""
 
 
@@ -212,9 +215,9 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
     params, spec = load_meta_policy(path, family)
     episodes = spec.episodes_per_task if episodes is None else episodes
     baselines = default_baselines(spec.family) if baselines is None else tuple(baselines)
-    oracles = [b for b in baselines if b in ORACLES]
-    if oracles and not oracle_defined(spec.family)[0]:
-        raise ValueError(oracle_defined(spec.family)[1])
+    for name in ORACLES:
+        if name in baselines and not oracle_defined(spec.family, name)[0]:
+            raise ValueError(oracle_defined(spec.family, name)[1])
     budget = None
     if "pretrained" in baselines or "oracle" in baselines:
         trained_on = bl.training_env_steps(path)
@@ -238,9 +241,8 @@ def evaluate(path: str | Path, out_dir: str | Path, family: str | None = None, n
         oracle = name in ORACLES
         if name in ("pretrained", "oracle"):
             if progress:
-                extra = " with the task visible" if oracle else ""
                 which = "--baseline-steps" if budget == baseline_steps else "the policy's training budget"
-                print(f"{name} baseline: batched PPO on the {spec.family} task mixture{extra}, {budget:,} env steps "
+                print(f"{name} baseline: batched PPO {bl.trained_on(spec, oracle)}, {budget:,} env steps "
                       f"({which}; cached in {cache})", flush=True)
             p, info, specs[name] = bl.ppo_policy(spec, seed, horizon, cache, budget, oracle=oracle, progress=progress)
         else:

@@ -176,17 +176,24 @@ def test_the_oracle_of_a_dynamics_family_observes_its_multipliers(tmp_path):
     assert gaussian.load_policy(cached)[0]["w0"].shape[1] == 11 + 41  # Hopper's observation + 41 exponents
     from metarl.evaluation.protocol import default_baselines
 
-    assert default_baselines("HopperRandParams") == default_baselines("AntGoal") == ("pretrained", "random", "oracle")
-    assert default_baselines("HalfCheetahDisabledJoint") == ("pretrained", "random")
+    for family in ("HopperRandParams", "AntGoal", "HalfCheetahDisabledJoint"):
+        assert default_baselines(family) == ("pretrained", "random", "oracle")
 
 
-def test_no_oracle_for_a_held_out_broken_part(tmp_path):
+def test_a_broken_familys_oracle_is_the_expert_on_the_held_out_robot(tmp_path):
+    # the held-out joint is never broken in training, so no policy told the task could use it; the oracle is
+    # PPO trained on the held-out robot alone, scored without the task in its observation
     path = _tiny_policy(tmp_path, family="HalfCheetahDisabledJoint")
-    for oracle in ("oracle", "oracle-sb3"):
-        with pytest.raises(ValueError, match="no oracle for HalfCheetahDisabledJoint: its held-out joint"):
-            evaluate(path, tmp_path / "e", num_tasks=2, steps=1, episodes=1, baselines=(oracle,), baseline_steps=10,
-                     progress=False)
-    assert not (tmp_path / "e").exists()
+    record = evaluate(path, tmp_path / "e", num_tasks=2, steps=1, episodes=1, baselines=("oracle",),
+                      baseline_steps=100, cache_dir=tmp_path / "cache", progress=False)
+    source = record["methods"]["oracle"]["source"]
+    assert source["config"]["task"] == {"joint": 3} == record["tasks"][0] and not source["config"]["task_visible"]
+    assert "held-out task" in source["algorithm"] and not record["methods"]["oracle"]["adapted"]
+    cached = next((tmp_path / "cache").glob("oracle-HalfCheetahDisabledJoint-*.pt"))
+    assert gaussian.load_policy(cached)[0]["w0"].shape[1] == 17  # HalfCheetah's observation, no task features
+    with pytest.raises(ValueError, match="no oracle-sb3 for HalfCheetahDisabledJoint: its held-out joint"):
+        evaluate(path, tmp_path / "e2", num_tasks=2, steps=1, episodes=1, baselines=("oracle-sb3",), progress=False)
+    assert not (tmp_path / "e2").exists()
 
 
 def test_eval_defaults_to_the_training_protocol_and_says_so(tmp_path, capsys):

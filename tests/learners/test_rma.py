@@ -11,8 +11,9 @@ import torch
 
 import envs
 from metarl.cli import main
+from metarl.evaluation.baselines import rescale_actions
 from metarl.learners.memory.rma import Rma, latent_r2
-from metarl.sampling import Sampler
+from metarl.sampling import MlpPolicy, Sampler
 from metarl.training import config
 from policies import gaussian, history
 
@@ -220,6 +221,25 @@ def test_eval_compares_with_the_ppo_baselines_at_the_run_budget(tiny_run, tmp_pa
         source = record["methods"][name]["source"]
         assert source["budget"] == trained_on and source["env_steps"] >= trained_on
     assert record["methods"]["oracle"]["source"]["config"]["task_visible"]
+
+
+def test_on_a_broken_robot_the_oracle_is_the_held_out_expert_and_the_teacher_is_not_scored(tmp_path):
+    cfg = {**TINY, "iterations": 2, "adaptation_iterations": 1}
+    (tmp_path / "c.yaml").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    out = tmp_path / "e"
+    assert main(["eval", str(tmp_path / "run"), "--tasks", "2", "--episodes", "1", "--baselines", "oracle",
+                 "--baseline-steps", "100", "--baseline-cache", str(tmp_path / "cache"), "--out", str(out),
+                 "--no-progress"]) == 0
+    record = json.loads((out / "adaptation.json").read_text())
+    assert sorted(record["methods"]) == ["oracle", "rma"]
+    oracle = record["methods"]["oracle"]
+    assert oracle["source"]["config"]["task"] == {"joint": 3} and oracle["scored_with"]["task_in_obs"] is False
+    params, _ = gaussian.load_policy(oracle["source"]["path"])  # env units, rescaled as eval does
+    params = rescale_actions(params, oracle["scored_with"]["action_scale"])
+    sampler = Sampler("HalfCheetahDisabledJoint", 2, 1, 60, seed=0, **oracle["scored_with"])
+    eps = sampler.sample_trials(MlpPolicy(params, "relu"), record["tasks"], 1)
+    np.testing.assert_allclose(oracle["per_task"][0], eps.rewards.view(2, 60).sum(-1).numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("argv, named", [
