@@ -220,3 +220,19 @@ def test_eval_model_inner_lr_replaces_the_runs_alpha_for_the_adapted_controllers
     assert bold["grbal-unadapted"]["inner_lr"] == 0.0
     assert bold["grbal-unadapted"]["per_task"] == base["grbal-unadapted"]["per_task"]  # the unadapted one unchanged
     assert bold["grbal"]["per_task"] != base["grbal"]["per_task"]
+
+
+def test_switch_at_changes_the_training_task_mid_episode(tmp_path):
+    # iteration 1 acts at random from the same seed: the episodes agree until the switch, then the new broken
+    # joint changes where the robot goes
+    runs = {}
+    for name, extra in (("plain", []), ("switch", ["--set", "switch_at=20"])):
+        out = tmp_path / name
+        assert cli.main(["train", CONFIG, *TINY, "--set", "iterations=1", *extra, "--out", str(out),
+                         "--no-progress"]) == 0
+        runs[name] = torch.load(out / "checkpoint.pt", weights_only=False)["data"]["next_obs"]
+    plain, switched = runs["plain"], runs["switch"]  # [3 simulations, 40 steps, 17]
+    assert torch.equal(plain[:, :20], switched[:, :20])
+    assert (plain[:, 20:] - switched[:, 20:]).abs().amax((1, 2)).min() > 1e-3  # every simulation changed task
+    with pytest.raises(ValueError, match=r"'switch_at' must be null or an integer in \[1, 39\]"):
+        config.from_dict({**config.to_dict(config.load(CONFIG)), "horizon": 40, "switch_at": 40})

@@ -64,6 +64,10 @@ class ModelConfig(RunConfig):
     """perturbation of the plan, in half action ranges (mppi, cem)"""
     planner_kappa: float = 1.0
     """MPPI's inverse temperature on returns standardised over the candidates"""
+    switch_at: int | None = None
+    """training episodes change task after this many steps, without a reset, each simulation to another
+    training task: segments that straddle the change give the inner step something to adapt to (within an
+    episode of one task the state already tells the task apart). null: one task per episode"""
 
     def rules(self):
         fam = envs.get_family(self.family)
@@ -86,6 +90,8 @@ class ModelConfig(RunConfig):
             (controllable, "family", f"cannot be planned for by the model-based learners: {why}"),
             (self.episode_horizon >= self.past_steps + self.future_steps, "horizon",
              "must be at least past_steps + future_steps"),
+            (self.switch_at is None or 1 <= self.switch_at < self.episode_horizon, "switch_at",
+             f"must be null or an integer in [1, {self.episode_horizon - 1}]"),
             (self.device == "cpu", "device", "must be cpu for the model-based learners (they run on the CPU only)"),
         ]
 
@@ -158,10 +164,11 @@ class ModelBasedLearner(Counters):
         t_start = time.perf_counter()
         tasks = envs.sample_tasks(cfg.family, cfg.meta_batch_size, self.task_rng, **cfg.family_options)
         sims = [t for t in tasks for _ in range(cfg.episodes_per_task)]
+        switch = None if cfg.switch_at is None else (cfg.switch_at, [self._another_task(t) for t in sims])
         episodes = run_controller(cfg.family, sims, self.params, self.stats, horizon=self.horizon,
                                   past=cfg.past_steps, inner_lr=cfg.inner_lr if self.meta else 0.0,
                                   planner=planner_options(cfg), seed=cfg.seed * 100003 + self.iteration,
-                                  family_options=cfg.family_options, nthread=cfg.nthread)
+                                  switch=switch, family_options=cfg.family_options, nthread=cfg.nthread)
         t_collect = time.perf_counter() - t_start
         self.data = {k: episodes[k] if self.data is None else torch.cat([self.data[k], episodes[k]])
                      for k in DATA_KEYS}
@@ -184,6 +191,16 @@ class ModelBasedLearner(Counters):
         return {"iteration": self.iteration, "env_steps": self.env_steps,
                 "post_return": float(episodes["returns"].mean()), "model_loss": float(np.mean(losses[-10:])),
                 "time_collect": t_collect, "time_fit": t_fit, "time_total": total, "wall_clock": self.wall_clock}
+
+
+    def _another_task(self, task: dict) -> dict:
+        """A training task other than ``task`` (redrawn while equal: a broken family has only a few), from the
+        run's task stream."""
+        for _ in range(1000):
+            new = envs.sample_tasks(self.cfg.family, 1, self.task_rng, **self.cfg.family_options)[0]
+            if new != task:
+                return new
+        raise ValueError(f"switch_at: {self.cfg.family}'s training distribution has one task, nothing to switch to")
 
 
 class MbMpcLearner(ModelBasedLearner):
