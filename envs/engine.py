@@ -288,9 +288,10 @@ class MujocoVectorEnv(TaskVectorEnv):
         self._terminate_unhealthy = self.options.get("terminate_when_unhealthy", False)
         self._costs = physics.costs(self.body, self.options)
         self._positions = physics.observes_positions(self.options)
+        self._contacts = physics.observes_contacts(self.options)
         obs_dim = physics.observation(
             self.body, self.model.qpos0[None], np.zeros((1, self.model.nv)),
-            np.zeros((1, self.model.nbody, 6)), self._positions,
+            np.zeros((1, self.model.nbody, 6)), self._positions, self._contacts,
         ).shape[1]
         low, high = self.model.actuator_ctrlrange.T
         self._make_spaces(obs_dim, low, high)
@@ -311,7 +312,8 @@ class MujocoVectorEnv(TaskVectorEnv):
 
     def _observe(self, ids=slice(None)) -> np.ndarray:
         cfrc = None if self._cfrc is None else self._cfrc[ids]
-        return physics.observation(self.body, self._qpos[ids], self._qvel[ids], cfrc, self._positions)
+        return physics.observation(self.body, self._qpos[ids], self._qvel[ids], cfrc, self._positions,
+                                   self._contacts)
 
     def _reset_sims(self, ids: np.ndarray, rngs: list) -> np.ndarray:
         nq, nv, scale = self.model.nq, self.model.nv, self._spec.reset_noise

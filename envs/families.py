@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from envs.physics import COST_OPTIONS, observes_positions
+from envs.physics import COST_OPTIONS, costs, observes_contacts, observes_positions
 
 # Dynamics randomisation of rand_param_envs (used by ProMP and PEARL): each element of these model
 # fields is multiplied by base ** U(-3, 3).
@@ -161,6 +161,9 @@ class Family:
             return False, (f"{self.name}'s reward needs the torso position after the step, passed to "
                            f"transition_reward as xy_after; {where}, so it is not a function of (obs, action, "
                            "next_obs) and model-based control is not defined for it here")
+        if self.body == "ant" and not observes_contacts(options) and costs(self.body, options)[1]:
+            return False, (f"{self.name}'s reward charges the contact forces, which its observation leaves out "
+                           "(include_cfrc_ext_in_observation=False): set contact_cost_weight=0 to plan for it")
         return True, ""
 
 
@@ -250,11 +253,13 @@ FAMILIES: dict[str, Family] = {
             "(0.5, 5e-4, 1.0 give Ant-v5's terms)",
             "leg 0..3 (actuators hip_4+ankle_4, hip_1+ankle_1, hip_2+ankle_2, hip_3+ankle_3) whose two gears "
             "are multiplied by gear_scale (0: disabled), or -1 (intact, never drawn); training legs 1, 2, 3, "
-            "held-out leg 0",
+            "held-out leg 0; option include_cfrc_ext_in_observation (false: the 27 positions and velocities)",
             # GrBAL's code pays nothing for torque; under Ant-v5's 0.5 ||a||^2 and 1.0 healthy reward our
             # GrBAL and mb-mpc controllers stood still (about 1 reward per step) instead of walking.
+            # include_cfrc_ext_in_observation=False drops the 78 contact forces (GrBAL's Ant observation has
+            # none): a dynamics model then predicts only positions and velocities.
             {"gear_scale": 0.0, "terminate_when_unhealthy": True, "ctrl_cost_weight": 0.0,
-             "contact_cost_weight": 0.0, "healthy_reward": 0.05},
+             "contact_cost_weight": 0.0, "healthy_reward": 0.05, "include_cfrc_ext_in_observation": True},
             task_kind="broken-actuator",
         ),
         Family(
@@ -290,7 +295,8 @@ def check_options(family: Family, options: dict) -> dict:
             f"{family.name}: max_velocity must be 2.0 (MAML paper) or 3.0 (ProMP/PEARL), "
             f"got {resolved['max_velocity']!r}"
         )
-    for flag in ("terminate_when_unhealthy", "exclude_current_positions_from_observation"):
+    for flag in ("terminate_when_unhealthy", "exclude_current_positions_from_observation",
+                 "include_cfrc_ext_in_observation"):
         if flag in resolved and not isinstance(resolved[flag], bool):
             raise ValueError(f"{family.name}: {flag} must be a bool")
     if "gear_scale" in resolved:

@@ -29,12 +29,19 @@ COSTS = {
 # Family options that override COSTS, named as gymnasium v5's keyword arguments.
 COST_OPTIONS = ("ctrl_cost_weight", "contact_cost_weight", "healthy_reward")
 # Every family option that is also a gymnasium v5 keyword argument (the single envs pass them on).
-GYM_OPTIONS = ("terminate_when_unhealthy", "exclude_current_positions_from_observation", *COST_OPTIONS)
+GYM_OPTIONS = ("terminate_when_unhealthy", "exclude_current_positions_from_observation",
+               "include_cfrc_ext_in_observation", *COST_OPTIONS)
 
 
 def observes_positions(options: dict | None) -> bool:
     """Whether the family ``options`` put the torso's x, y in an Ant observation (gymnasium's default: no)."""
     return not (options or {}).get("exclude_current_positions_from_observation", True)
+
+
+def observes_contacts(options: dict | None) -> bool:
+    """Whether the family ``options`` keep Ant's clipped contact forces in its observation (gymnasium v5's
+    ``include_cfrc_ext_in_observation``, default yes)."""
+    return bool((options or {}).get("include_cfrc_ext_in_observation", True))
 
 
 def costs(body: str, options: dict | None = None) -> tuple[float, float, float]:
@@ -45,7 +52,7 @@ def costs(body: str, options: dict | None = None) -> tuple[float, float, float]:
 
 
 def observation(body: str, qpos: np.ndarray, qvel: np.ndarray, cfrc_ext: np.ndarray | None,
-                positions: bool = False) -> np.ndarray:
+                positions: bool = False, contacts: bool = True) -> np.ndarray:
     """Observation of gymnasium's v5 class for ``body``.
 
     Args:
@@ -55,15 +62,20 @@ def observation(body: str, qpos: np.ndarray, qvel: np.ndarray, cfrc_ext: np.ndar
         cfrc_ext: ``[N, nbody, 6]`` external contact forces (Ant only).
         positions: Ant only: keep the torso's x and y (gymnasium's
             ``exclude_current_positions_from_observation=False``).
+        contacts: Ant only: keep the 78 clipped contact forces (gymnasium's
+            ``include_cfrc_ext_in_observation``).
 
     Returns:
-        ``[N, obs_dim]`` float64: HalfCheetah 17, Ant 105 (107 with ``positions``), Hopper 11, Walker2d 17.
+        ``[N, obs_dim]`` float64: HalfCheetah 17, Ant 105 (107 with ``positions``, 27 without ``contacts``),
+        Hopper 11, Walker2d 17.
     """
     if body == "half_cheetah":
         return np.concatenate([qpos[:, 1:], qvel], axis=1)
     if body == "ant":
-        contact = np.clip(cfrc_ext[:, 1:], *ANT_CONTACT_RANGE).reshape(len(qpos), -1)
-        return np.concatenate([qpos[:, 0 if positions else 2:], qvel, contact], axis=1)
+        parts = [qpos[:, 0 if positions else 2:], qvel]
+        if contacts:
+            parts.append(np.clip(cfrc_ext[:, 1:], *ANT_CONTACT_RANGE).reshape(len(qpos), -1))
+        return np.concatenate(parts, axis=1)
     return np.concatenate([qpos[:, 1:], np.clip(qvel, -10.0, 10.0)], axis=1)
 
 

@@ -21,7 +21,7 @@ from the measured position and the predicted velocities), whether or not the obs
 from __future__ import annotations
 
 from envs.families import check_options, get_family
-from envs.physics import ANT_CONTACT_RANGE, HEALTH, costs, observes_positions
+from envs.physics import ANT_CONTACT_RANGE, HEALTH, costs, observes_contacts, observes_positions
 
 # Index of x velocity and torso height in each robot's observation, the pitch angle (planar robots),
 # and where Ant's clipped contact forces start.
@@ -100,6 +100,9 @@ def transition_reward(family: str, task: dict, obs, action, next_obs, xy_after=N
     ctrl_w, contact_w, survive_w = costs(fam.body, options)
     reward = forward - ctrl_w * (action * action).sum(-1)
     if contact_w:
+        if not observes_contacts(options):
+            raise ValueError(f"{fam.name}: the contact cost needs the contact forces the observation leaves out "
+                             "(include_cfrc_ext_in_observation=False)")
         # the engine clips the contact forces; a predicted observation may not be
         contact = next_obs[..., idx["contact"]:].clip(*ANT_CONTACT_RANGE)
         reward = reward - contact_w * (contact * contact).sum(-1)

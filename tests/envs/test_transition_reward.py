@@ -10,6 +10,7 @@ from envs.rewards import obs_index, transition_reward
 LOCOMOTION = [name for name, fam in envs.FAMILIES.items() if fam.body is not None]
 ANT_V5_TERMS = {"ctrl_cost_weight": 0.5, "contact_cost_weight": 5e-4, "healthy_reward": 1.0}
 CASES = [(name, {}) for name in LOCOMOTION] + [("AntCrippledLeg", ANT_V5_TERMS),
+                                                ("AntCrippledLeg", {"include_cfrc_ext_in_observation": False}),
                                                 ("AntGoal", {**ANT_V5_TERMS, "terminate_when_unhealthy": True,
                                                             "exclude_current_positions_from_observation": True})]
 
@@ -105,3 +106,23 @@ def test_antgoal_observation_flag_is_checked_and_lays_out_the_observation():
     assert obs.shape == (2, 107)
     np.testing.assert_array_equal(obs[:, :2], vec._qpos[:, :2])  # the torso's x, y lead
     assert envs.make("AntGoal", 2, seed=0, exclude_current_positions_from_observation=True).reset()[0].shape == (2, 105)
+
+
+def test_ant_without_contact_forces_observes_the_first_27_and_earns_the_same_reward():
+    rng = np.random.default_rng(0)
+    tasks = [{"leg": 1}, {"leg": 2}, {"leg": 0}]
+    full = envs.make("AntCrippledLeg", 3, tasks=tasks, seed=4)
+    short = envs.make("AntCrippledLeg", 3, tasks=tasks, seed=4, include_cfrc_ext_in_observation=False)
+    assert short.single_observation_space.shape == (27,)
+    obs_full, obs_short = full.reset()[0], short.reset()[0]
+    np.testing.assert_array_equal(obs_short, obs_full[:, :27])
+    for _ in range(30):
+        action = rng.uniform(-1, 1, (3, 8))
+        next_full, r_full = full.step(action)[:2]
+        next_short, r_short = short.step(action)[:2]
+        np.testing.assert_array_equal(next_short, next_full[:, :27])
+        np.testing.assert_array_equal(r_short, r_full)
+        obs_short = next_short
+    with pytest.raises(ValueError, match="contact cost needs the contact forces"):
+        transition_reward("AntCrippledLeg", {}, obs_short, action, next_short, include_cfrc_ext_in_observation=False,
+                          contact_cost_weight=5e-4)
