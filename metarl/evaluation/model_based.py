@@ -12,7 +12,9 @@ with the env steps its training used:
 ``maml``                  a policy meta-trained with ``metarl train`` (``--maml-run``), after
                           ``--maml-steps`` inner steps of its own (each on ``episodes`` fresh episodes).
 
-Every model-based method plans with the GrBAL run's planner settings (one protocol for all). For the
+Every model-based method plans with the GrBAL run's planner settings (one protocol for all), and records
+beside its return the mean |action| of its episodes, their reward per step, and its model's error on them
+before and after one inner step (:func:`metarl.learners.model_based.grbal.model_errors`). For the
 broken-actuator families the held-out set is one task (the held-out joint or leg) from ``num_tasks``
 initial states: the intervals are over those episodes.
 
@@ -37,7 +39,7 @@ from metarl.evaluation import SCHEMA, experience
 from metarl.evaluation.baselines import training_env_steps
 from metarl.evaluation.protocol import adaptation_returns, load_meta_policy, mean_ci
 from metarl.files import atomic_write, ensure_writable_dir, git_commit, load_torch_file
-from metarl.learners.model_based.grbal import run_controller
+from metarl.learners.model_based.grbal import model_errors, run_controller
 from metarl.learners.model_based.learner import planner_options
 from metarl.training import config
 
@@ -141,8 +143,13 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
                             seed=seed, family_options=cfg.family_options, nthread=nthread)
         per_task = ep["returns"].numpy()
         mean, lo, hi = mean_ci(per_task)
+        valid = ep["valid"].bool()
         methods[name] = {"mean": mean, "ci95": [lo, hi], "per_task": per_task.tolist(), "training_env_steps": used,
-                         "inner_lr": lr, "experience": experience([0], [0.0], online=lr > 0)}
+                         "inner_lr": lr, "experience": experience([0], [0.0], online=lr > 0),
+                         # what the controller did and how well its model knew it (issue 26's diagnostics)
+                         "mean_abs_action": float(ep["act"].abs().mean(-1)[valid].mean()),
+                         "reward_per_step": float(ep["reward"][valid].mean()),
+                         "model_error": model_errors(p, s, ep, cfg.past_steps, cfg.future_steps, alpha)}
         if progress:
             print(f"  {name:16s} {mean:9.1f} [{lo:.1f}, {hi:.1f}]   trained on {used} env steps", flush=True)
     if maml is not None:

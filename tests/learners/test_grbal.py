@@ -220,3 +220,32 @@ def test_planner_never_picks_or_averages_a_diverged_prediction():
         kept, _ = plan(always_bad, torch.zeros(3, 1), act_dim=1, low=low, high=high, horizon=1, candidates=50,
                        method=method, init_mean=warm, generator=gen)
         torch.testing.assert_close(kept, torch.full((3, 1), 0.25))
+
+
+def test_model_errors_are_the_window_losses_before_and_after_a_hand_made_step():
+    from metarl.learners.model_based.grbal import model_errors
+    from policies.dynamics import dynamics_loss, fit_stats, init_dynamics
+
+    gen = torch.Generator().manual_seed(0)
+    N, T, d, a, M, K, lr = 3, 50, 4, 2, 5, 7, 0.05
+    obs, act = torch.randn(N, T, d, generator=gen), torch.randn(N, T, a, generator=gen)
+    next_obs = obs + 0.3 * torch.randn(N, T, d, generator=gen)
+    valid = torch.ones(N, T, dtype=torch.bool)
+    valid[1, 20:] = False  # an episode that ended early holds only one window of 12
+    params = init_dynamics(d, a, (8,), generator=gen)
+    stats = fit_stats(obs, act, next_obs, valid)
+    got = model_errors(params, stats, {"obs": obs, "act": act, "next_obs": next_obs, "valid": valid}, M, K, lr)
+    rows = {k: [] for k in ("one_step_before", "one_step_after", "future_before", "future_after")}
+    windows = [(i, s) for i, n in ((0, 50), (1, 20), (2, 50)) for s in range(0, n - (M + K) + 1, M + K)]
+    for i, s in windows:
+        o, u, n = obs[i, s:s + M + K], act[i, s:s + M + K], next_obs[i, s:s + M + K]
+        p = {k: v.clone().requires_grad_() for k, v in params.items()}
+        g = torch.autograd.grad(dynamics_loss(p, stats, o[:M], u[:M], n[:M]), list(p.values()))
+        adapted = {k: v - lr * gk for (k, v), gk in zip(params.items(), g, strict=True)}
+        for tag, q in (("before", params), ("after", adapted)):
+            rows[f"one_step_{tag}"].append(float(dynamics_loss(q, stats, o[M:M + 1], u[M:M + 1], n[M:M + 1])))
+            rows[f"future_{tag}"].append(float(dynamics_loss(q, stats, o[M:], u[M:], n[M:])))
+    assert got["windows"] == len(windows) == 9
+    for key, values in rows.items():
+        assert got[key] == pytest.approx(np.mean(values), rel=1e-5), key
+    assert got["future_after"] < got["future_before"]  # one step on the past of a stationary process helps

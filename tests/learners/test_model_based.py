@@ -105,6 +105,10 @@ def test_eval_model_scores_every_method_on_the_held_out_joint(tiny_runs, tmp_pat
     assert record["methods"]["maml"]["training_env_steps"] == 320  # 2 tasks x 2 episodes x 40 steps, pre and post
     assert record["methods"]["grbal-unadapted"]["inner_lr"] == 0.0
     assert all(t["joint"] != 3 for t in record["switch"]["from_tasks"])
+    for name in ("grbal", "grbal-unadapted", "mb-mpc"):
+        m = record["methods"][name]
+        assert 0 < m["mean_abs_action"] <= 1 and m["reward_per_step"] == pytest.approx(m["mean"] / 40, rel=1e-5)
+        assert m["model_error"]["windows"] == 3 * (40 // 32) and m["model_error"]["future_before"] > 0
     for v in record["switch"]["reward_per_step"].values():
         assert len(v["mean"]) == len(v["running"]) == 40 and v["running"][0] == 3
     assert (out / "model_eval.png").stat().st_size > 10_000

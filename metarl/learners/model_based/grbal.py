@@ -82,6 +82,46 @@ def meta_loss(params: dict, stats: dict, past: tuple, future: tuple, inner_lr: f
     return losses.mean()
 
 
+def model_errors(params: dict, stats: dict, episodes: dict, past: int, future: int, inner_lr: float) -> dict | None:
+    """How well a model predicts the transitions of ``episodes``, before and after one inner step on the
+    ``past`` transitions before each prediction (what online adaptation buys on held-out data).
+
+    The episodes are cut into disjoint windows of ``past + future`` transitions (each inside one episode);
+    the error is :func:`policies.dynamics.dynamics_loss`, the mean squared error of the normalised change of
+    the observation, averaged over the windows.
+
+    Args:
+        params, stats: the model.
+        episodes: :func:`run_controller`'s output (``obs``, ``act``, ``next_obs`` ``[N, T, ...]``, ``valid``
+            ``[N, T]``).
+        past, future: M and K.
+        inner_lr: the inner step size of "after".
+
+    Returns:
+        ``{"one_step_before", "one_step_after"}`` (the first transition after the M past ones) and
+        ``{"future_before", "future_after"}`` (all K of them), plus ``windows``; None when no episode holds a
+        whole window.
+    """
+    length = past + future
+    starts = [(i, s) for i, n in enumerate(episodes["valid"].sum(1).tolist()) for s in range(0, int(n) - length + 1,
+                                                                                           length)]
+    if not starts:
+        return None
+    episode, start = (torch.tensor(x) for x in zip(*starts, strict=True))
+    windows = gather_segments((episodes["obs"], episodes["act"], episodes["next_obs"]), episode, start, length)
+    before, after = tuple(x[:, :past] for x in windows), tuple(x[:, past:] for x in windows)
+    loss = vmap(lambda p, o, a, n: dynamics_loss(p, stats, o, a, n), in_dims=(None, 0, 0, 0))
+    adapted = inner_update(params, lambda p, o, a, n: dynamics_loss(p, stats, o, a, n), before, inner_lr,
+                           first_order=True)
+    adapted_loss = vmap(lambda p, o, a, n: dynamics_loss(p, stats, o, a, n))
+    first = tuple(x[:, :1] for x in after)
+    with torch.no_grad():
+        return {"one_step_before": float(loss(params, *first).mean()),
+                "one_step_after": float(adapted_loss(adapted, *first).mean()),
+                "future_before": float(loss(params, *after).mean()),
+                "future_after": float(adapted_loss(adapted, *after).mean()), "windows": len(starts)}
+
+
 def adapt_online(params: dict, stats: dict, history: tuple, t: int, past: int, inner_lr: float) -> dict:
     """Every simulation's model adapted on its own transitions ``t - past .. t - 1`` of the episode.
 
