@@ -411,3 +411,93 @@ def render_controller(run: str | os.PathLike, task: dict, out: str | os.PathLike
     atomic_write(out, write)
     return {"out": str(out), "frames": len(frames), "return": float(ep["returns"][0]),
             "length": int(ep["valid"][0].sum()), "fps": fps[0]}
+
+
+def render_memory(run: str | os.PathLike, task: dict, out: str | os.PathLike, size: tuple[int, int] = (480, 320),
+                  seed: int = 0, horizon: int | None = None, switch_at: int | None = None,
+                  switch_task: dict | None = None, family: str | None = None, progress: bool = True) -> dict:
+    """Video of a memory-based run (rl2, rma) acting on ``task`` with its policy's mean: one trial, its memory
+    kept across the trial's episodes, optionally switching to ``switch_task`` after ``switch_at`` steps of
+    each episode with no reset (a joint or leg failing mid-episode, drawn red).
+
+    Returns:
+        ``{"out", "frames", "returns" (one per episode), "lengths", "rewards" (per episode, per step), "fps"}``.
+
+    Raises:
+        ValueError: bad arguments, before anything runs or is written.
+    """
+    from tqdm import tqdm
+
+    from metarl.evaluation.memory import load_memory_policy
+
+    out = check_out(out)
+    size = check_size(size)
+    check_seed(seed)
+    policy, meta = load_memory_policy(run)
+    name, fam, options = meta["learner"], meta["family"], meta["family_options"]
+    if family is not None and family != fam:
+        raise ValueError(f"--family {family}: {str(run)!r} was trained on {fam}")
+    default_horizon = meta["horizon"] or envs.get_family(fam).horizon
+    horizon = default_horizon if horizon is None else check_int("horizon", horizon)
+    envs.validate_task(fam, task, **options)
+    if (switch_at is None) != (switch_task is None):
+        raise ValueError("give --switch-at and --switch-task together")
+    if switch_at is not None:
+        if isinstance(switch_at, bool) or not isinstance(switch_at, int) or not 1 <= switch_at < horizon:
+            raise ValueError(f"--switch-at must be an integer in [1, {horizon - 1}], got {switch_at!r}")
+        envs.validate_task(fam, switch_task, **options)
+    remove_stale_temporaries(out)  # every check passed
+    env = envs.make(fam, 1, tasks=[dict(task)], horizon=horizon, nthread=1, **options)
+    if switch_at is not None:
+        env.schedule_switch(switch_at, [dict(switch_task)])
+    fps = int(env.metadata["render_fps"])
+    caption = _Captioner(*size)
+    K = meta["episodes_per_trial"]
+    low, high = env.single_action_space.low, env.single_action_space.high
+    frames, returns, lengths, rewards = [], [], [], []
+    state, last_reward = policy.initial_state(1), torch.zeros(1)
+    bar = tqdm(total=K * (horizon + 1), unit="frame", desc=f"render {out.name}", disable=not progress)
+
+    def grab(k, t, total):
+        note = "" if switch_at is None else (f"  switches after {switch_at}" if t <= switch_at else "  switched")
+        lines = [f"{name}  episode {k + 1}/{K}  t={t}  return {total:.2f}{note}", f"{fam}  {format_task(env.tasks[0])}"]
+        frames.append(caption(env.render_frame(0, *size), lines))
+        bar.update()
+
+    try:
+        for k in range(K):
+            obs, _ = env.reset(seed=[[seed, k]])
+            total, t = 0.0, 0
+            rewards.append([])
+            grab(k, t, total)
+            for t in range(1, horizon + 1):
+                with torch.no_grad():
+                    action, state = policy.act(torch.as_tensor(obs, dtype=torch.float32), state, last_reward,
+                                               torch.tensor([t == 1]), deterministic=True)
+                env_action = action.double().numpy() * meta["action_scale"]
+                if meta["clip_actions"]:
+                    env_action = np.clip(env_action, low, high)
+                obs, reward, terminated, truncated, _ = env.step(env_action)
+                last_reward = torch.as_tensor(reward, dtype=torch.float32)
+                total += float(reward[0])
+                rewards[-1].append(float(reward[0]))
+                grab(k, t, total)
+                if terminated[0] or truncated[0]:
+                    break
+            returns.append(total)
+            lengths.append(t)
+    finally:
+        bar.close()
+
+    def write(tmp):
+        writer = _Writer(str(tmp), out.suffix.lower(), fps)
+        try:
+            for frame in frames:
+                writer.append(frame)
+        finally:
+            writer.close()
+
+    make_out_dir(out)
+    atomic_write(out, write)
+    return {"out": str(out), "frames": len(frames), "returns": returns, "lengths": lengths, "rewards": rewards,
+            "fps": fps}

@@ -99,6 +99,38 @@ def _render_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render_memory(args: argparse.Namespace) -> int:
+    from metarl.evaluation.memory import load_memory_policy
+    from metarl.rendering import render_memory
+
+    ignored = [flag for flag, value in (("--steps", args.steps), ("--episodes", args.episodes),
+                                        ("--no-adapt", args.no_adapt or None)) if value is not None]
+    if ignored or args.layout != "sequence":
+        raise UsageError(f"{', '.join(ignored) or '--layout'}: a memory-based run has no inner steps to show (it "
+                         "adapts in its memory); give --task or --test-task, and --switch-at with --switch-task to "
+                         "change the task mid-episode")
+    if args.task and args.test_task is not None:
+        raise UsageError("give either --task KEY=VALUE or --test-task INDEX, not both")
+    _, meta = usage_errors(load_memory_policy, args.policy)
+    if args.task:
+        task = _parse_task(args.task)
+    elif args.test_task is not None:
+        from metarl.evaluation.protocol import held_out_task
+
+        task = usage_errors(held_out_task, meta["family"], args.test_task, args.test_tasks, args.seed,
+                             **meta["family_options"])
+        print(f"held-out task {args.test_task} of {args.test_tasks}: {meta['family']} {task}")
+    else:
+        raise UsageError("give the task: --task KEY=VALUE or --test-task INDEX")
+    switch_task = _parse_task(args.switch_task) if args.switch_task else None
+    info = usage_errors(render_memory, args.policy, task, args.out, size=_parse_size(args.size), seed=args.seed,
+                         horizon=args.horizon, switch_at=args.switch_at, switch_task=switch_task, family=args.family,
+                         progress=not args.no_progress)
+    returns = ", ".join(f"{r:.2f} over {n} steps" for r, n in zip(info["returns"], info["lengths"], strict=True))
+    print(f"video: {info['out']}  ({info['frames']} frames, {info['fps']} fps); return per episode: {returns}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from metarl.checks import check_seed
     from metarl.evaluation import learner_kind
@@ -106,12 +138,16 @@ def run(args: argparse.Namespace) -> int:
 
     usage_errors(check_seed, args.seed)  # before --test-task draws the held-out set with it
     usage_errors(check_out, args.out)
-    if usage_errors(learner_kind, args.policy) == "model-based":
+    kind = usage_errors(learner_kind, args.policy)
+    if kind == "model-based":
         return _render_model(args)
+    if kind == "memory":
+        return _render_memory(args)
     model_flags = [flag for flag, value in (("--switch-at", args.switch_at), ("--switch-task", args.switch_task),
                                             ("--no-adapt", args.no_adapt or None)) if value is not None]
     if model_flags:
-        raise UsageError(f"{', '.join(model_flags)} apply to model-based runs (grbal, mb-mpc)")
+        raise UsageError(f"{', '.join(model_flags)} apply to model-based and memory-based runs (grbal, mb-mpc, rl2, "
+                         "rma)")
     if args.steps is None:
         raise UsageError("give --steps, the inner steps to show (e.g. 0,1)")
     task = _render_task(args)
@@ -138,8 +174,9 @@ def add(subparsers) -> None:
         "evaluation), then roll out one deterministic episode (the policy mean) after each of STEPS inner "
         "steps and write it as a video with a caption (family, task, step, running return); a goal is "
         "drawn as a green post. MuJoCo families only. For a model-based run (grbal, mb-mpc) it films one "
-        "episode of its controller, which adapts online; --switch-at K --switch-task KEY=VALUE changes the "
-        "task mid-episode, e.g. from the intact robot (--task leg=-1) to a crippled leg (broken joints drawn red).",
+        "episode of its controller, which adapts online; for a memory-based run (rl2, rma) one trial of its "
+        "policy, which adapts in its memory. --switch-at K --switch-task KEY=VALUE changes the task "
+        "mid-episode, e.g. from the intact robot (--task leg=-1) to a crippled leg (broken joints drawn red).",
     )
     p.add_argument("policy", metavar="RUN_DIR|POLICY.pt", help="a run directory or a policy.pt file")
     p.add_argument("--task", action="append", metavar="KEY=VALUE",
@@ -162,10 +199,10 @@ def add(subparsers) -> None:
                    help="episodes one after another or side by side (default: %(default)s)")
     p.add_argument("--family", help="refuse a policy of another family than this one")
     p.add_argument("--switch-at", type=int, metavar="K",
-                   help="model-based runs: switch to --switch-task after K steps (e.g. --task leg=-1, intact, "
-                   "--switch-task leg=0: a leg failing mid-episode)")
+                   help="model-based and memory-based runs: switch to --switch-task after K steps (e.g. --task "
+                   "leg=-1, intact, --switch-task leg=0: a leg failing mid-episode)")
     p.add_argument("--switch-task", action="append", metavar="KEY=VALUE",
-                   help="model-based runs: the task after the switch, e.g. --switch-task leg=0")
+                   help="model-based and memory-based runs: the task after the switch, e.g. --switch-task leg=0")
     p.add_argument("--no-adapt", action="store_true", help="model-based runs: the controller's model not adapted")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

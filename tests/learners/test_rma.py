@@ -282,3 +282,34 @@ def test_a_run_stopped_in_its_teacher_phase_is_refused(tiny_run, tmp_path, capsy
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and "adaptation module is untrained" in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_render_films_the_student_through_a_joint_failing_mid_episode(tmp_path, capsys):
+    import imageio.v3 as iio
+
+    from metarl.rendering import render_memory
+
+    cfg = {**TINY, "iterations": 2, "adaptation_iterations": 1}
+    (tmp_path / "c.yaml").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    out = tmp_path / "sw.mp4"
+    assert main(["render", str(tmp_path / "run"), "--task", "joint=1", "--switch-at", "20", "--switch-task",
+                 "joint=3", "--size", "64x48", "--out", str(out), "--no-progress"]) == 0
+    assert iio.imread(out).shape == (61, 48, 64, 3)  # the reset frame and one per step of 60
+    assert "return per episode" in capsys.readouterr().out
+    kept = render_memory(tmp_path / "run", {"joint": 1}, tmp_path / "a.gif", size=(32, 24), progress=False)
+    same = render_memory(tmp_path / "run", {"joint": 1}, tmp_path / "b.gif", size=(32, 24), switch_at=20,
+                         switch_task={"joint": 1}, progress=False)
+    broken = render_memory(tmp_path / "run", {"joint": 1}, tmp_path / "c.gif", size=(32, 24), switch_at=20,
+                           switch_task={"joint": 3}, progress=False)
+    assert same["rewards"] == kept["rewards"]  # switching to the same joint changes nothing
+    assert broken["rewards"][0][:20] == kept["rewards"][0][:20]  # the first 20 steps run on joint 1
+    assert broken["rewards"][0][20:] != kept["rewards"][0][20:]
+    for bad, message in ((["--steps", "0,1"], "no inner steps"), (["--switch-at", "10"], "together"),
+                         (["--switch-at", "60", "--switch-task", "joint=3"], "switch-at"),
+                         (["--switch-at", "5", "--switch-task", "joint=9"], "joint")):
+        with pytest.raises(SystemExit):
+            main(["render", str(tmp_path / "run"), "--task", "joint=1", "--out", str(tmp_path / "bad.mp4"),
+                  "--no-progress", *bad])
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "bad.mp4").exists()
