@@ -26,14 +26,15 @@ RAND_PARAM_BASES = {"body_mass": 1.5, "body_inertia": 1.5, "dof_damping": 1.3, "
 RAND_PARAM_LOG_RANGE = 3.0
 
 # Broken-actuator families (GrBAL, Nagabandi et al. 2019): which actuators a task's index disables, in
-# the order of the gymnasium v5 model's actuators, and which indices each split draws. AntCrippledLeg
-# follows GrBAL's code (github.com/iclavera/learning_to_adapt, envs/ant_env.py): legs 1-3 in training,
-# the leg of actuators hip_4/ankle_4 held out. GrBAL does not publish its HalfCheetah joint split; ours
-# holds out the front thigh, the joint whose loss costs a trained runner most of its speed.
+# the order of the gymnasium v5 model's actuators. The family option ``held_out`` names the one index the
+# test split draws; training draws all the others. AntCrippledLeg follows GrBAL's code
+# (github.com/iclavera/learning_to_adapt, envs/ant_env.py): legs 1-3 in training, the leg of actuators
+# hip_4/ankle_4 (0) held out. GrBAL's HalfCheetah (envs/half_cheetah_env.py) trains on joints 1-5 and holds
+# out joint 0 (held_out=0); ours holds out the front thigh (3) by default, the joint whose loss costs a
+# trained runner most of its speed.
 BROKEN_ACTUATORS = {
-    "HalfCheetahDisabledJoint": ("joint", [(0,), (1,), (2,), (3,), (4,), (5,)],
-                                 {"train": (0, 1, 2, 4, 5), "test": (3,)}),
-    "AntCrippledLeg": ("leg", [(0, 1), (2, 3), (4, 5), (6, 7)], {"train": (1, 2, 3), "test": (0,)}),
+    "HalfCheetahDisabledJoint": ("joint", [(0,), (1,), (2,), (3,), (4,), (5,)]),
+    "AntCrippledLeg": ("leg", [(0, 1), (2, 3), (4, 5), (6, 7)]),
 }
 
 
@@ -241,8 +242,9 @@ FAMILIES: dict[str, Family] = {
             "GrBAL (Nagabandi et al. 2019); reward of HalfCheetahDir's forward direction",
             "v_x - 0.05 ||a||^2",
             "joint 0..5 (bthigh, bshin, bfoot, fthigh, fshin, ffoot) whose actuator gear is multiplied by "
-            "gear_scale (0: disabled), or -1 (intact, never drawn); training joints 0, 1, 2, 4, 5, held-out joint 3",
-            {"gear_scale": 0.0},
+            "gear_scale (0: disabled), or -1 (intact, never drawn); training joints 0, 1, 2, 4, 5, held-out joint 3 "
+            "(option held_out: GrBAL's code holds out 0)",
+            {"gear_scale": 0.0, "held_out": 3},
             task_kind="broken-actuator",
         ),
         Family(
@@ -259,7 +261,8 @@ FAMILIES: dict[str, Family] = {
             # include_cfrc_ext_in_observation=False drops the 78 contact forces (GrBAL's Ant observation has
             # none): a dynamics model then predicts only positions and velocities.
             {"gear_scale": 0.0, "terminate_when_unhealthy": True, "ctrl_cost_weight": 0.0,
-             "contact_cost_weight": 0.0, "healthy_reward": 0.05, "include_cfrc_ext_in_observation": True},
+             "contact_cost_weight": 0.0, "healthy_reward": 0.05, "include_cfrc_ext_in_observation": True,
+             "held_out": 0},
             task_kind="broken-actuator",
         ),
         Family(
@@ -299,6 +302,12 @@ def check_options(family: Family, options: dict) -> dict:
                  "include_cfrc_ext_in_observation"):
         if flag in resolved and not isinstance(resolved[flag], bool):
             raise ValueError(f"{family.name}: {flag} must be a bool")
+    if "held_out" in resolved:
+        count = len(BROKEN_ACTUATORS[family.name][1])
+        held_out = resolved["held_out"]
+        if isinstance(held_out, bool) or not isinstance(held_out, int | np.integer) or not 0 <= held_out < count:
+            raise ValueError(f"{family.name}: held_out must be an integer in [0, {count - 1}], got {held_out!r}")
+        resolved["held_out"] = int(held_out)
     if "gear_scale" in resolved:
         scale = resolved["gear_scale"]
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0.0 <= scale <= 1.0:
@@ -325,7 +334,7 @@ def gear_multipliers(family: str, index: np.ndarray, gear_scale: float, num_actu
     Returns:
         ``[N, num_actuators]``: ``gear_scale`` on each task's broken actuators, 1 elsewhere.
     """
-    _, actuators, _ = BROKEN_ACTUATORS[family]
+    _, actuators = BROKEN_ACTUATORS[family]
     out = np.ones((len(index), num_actuators))
     for row, i in enumerate(np.asarray(index, dtype=np.int64)):
         if i >= 0:
@@ -345,8 +354,10 @@ def _sample_one_family(family: Family, n: int, rng: np.random.Generator, options
                        split: str = "train") -> list[dict]:
     kind = family.task_kind
     if kind == "broken-actuator":
-        key, _, splits = BROKEN_ACTUATORS[family.name]
-        return [{key: int(i)} for i in rng.choice(splits[split], size=n)]
+        key, actuators = BROKEN_ACTUATORS[family.name]
+        held_out = options["held_out"]
+        draws = (held_out,) if split == "test" else tuple(i for i in range(len(actuators)) if i != held_out)
+        return [{key: int(i)} for i in rng.choice(draws, size=n)]
     if kind == "velocity":
         high = options.get("max_velocity", 3.0)
         return [{"velocity": float(v)} for v in rng.uniform(0.0, high, size=n)]
@@ -401,7 +412,7 @@ def task_split(family: str, split: str, n: int, seed: int = 0, **options) -> lis
     For continuous families (velocities, goals, dynamics multipliers) the sets are disjoint with
     probability one, and :func:`task_split` checks it; the direction families have only two tasks,
     so both splits contain both directions; the broken-actuator families draw their training and
-    held-out joints or legs (``BROKEN_ACTUATORS``), disjoint by construction.
+    held-out joint or leg (the ``held_out`` option) and the others, disjoint by construction.
 
     Args:
         family: a name in :data:`FAMILIES`.

@@ -15,7 +15,7 @@ def _extreme_task(family, kind, rng):
     if kind == "random" or not envs.get_family(family).dynamics:
         return envs.sample_tasks(family, 1, rng)[0]
     if family in BROKEN_ACTUATORS:  # the first and the last joint or leg
-        key, actuators, _ = BROKEN_ACTUATORS[family]
+        key, actuators = BROKEN_ACTUATORS[family]
         return {key: 0 if kind == "low" else len(actuators) - 1}
     sign = -1.0 if kind == "low" else 1.0
     shapes = rand_param_shapes(envs.get_family(family).body)

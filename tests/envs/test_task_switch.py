@@ -48,13 +48,19 @@ def test_gear_scale_option_scales_instead_of_disabling():
             envs.make("HalfCheetahDisabledJoint", 1, gear_scale=bad)
 
 
-@pytest.mark.parametrize("family, key", [("HalfCheetahDisabledJoint", "joint"), ("AntCrippledLeg", "leg")])
-def test_training_never_sees_the_held_out_joint_or_leg(family, key):
-    _, _, splits = BROKEN_ACTUATORS[family]
-    drawn = {t[key] for t in envs.sample_tasks(family, 500, np.random.default_rng(0))}
-    assert drawn == set(splits["train"])
-    assert {t[key] for t in envs.task_split(family, "train", 100, seed=1)} == set(splits["train"])
-    assert {t[key] for t in envs.task_split(family, "test", 100, seed=1)} == set(splits["test"])
+@pytest.mark.parametrize("family, key, options, train, test", [
+    ("HalfCheetahDisabledJoint", "joint", {}, {0, 1, 2, 4, 5}, {3}),
+    ("HalfCheetahDisabledJoint", "joint", {"held_out": 0}, {1, 2, 3, 4, 5}, {0}),  # GrBAL's code's split
+    ("AntCrippledLeg", "leg", {}, {1, 2, 3}, {0}),
+])
+def test_training_never_sees_the_held_out_joint_or_leg(family, key, options, train, test):
+    drawn = {t[key] for t in envs.sample_tasks(family, 500, np.random.default_rng(0), **options)}
+    assert drawn == train
+    assert {t[key] for t in envs.task_split(family, "train", 100, seed=1, **options)} == train
+    assert {t[key] for t in envs.task_split(family, "test", 100, seed=1, **options)} == test
+    for bad in (-1, 6 if key == "joint" else 4, 1.5, True):
+        with pytest.raises(ValueError, match="held_out must be an integer"):
+            envs.sample_tasks(family, 1, np.random.default_rng(0), held_out=bad)
     for bad in (-2, len(BROKEN_ACTUATORS[family][1]), 1.5, float("nan")):
         with pytest.raises(ValueError, match=key):
             envs.validate_task(family, {key: bad})
