@@ -28,6 +28,27 @@ def experience(episodes: list[int], env_steps: list[float], online: bool = False
     return {"episodes": [int(e) for e in episodes], "env_steps": [float(s) for s in env_steps], "online": online}
 
 
+RECOVERY_WINDOW = 50
+
+
+def switch_recovery(reward_per_step: list, at: int, window: int = RECOVERY_WINDOW) -> dict:
+    """Reward per step around a mid-episode switch, over windows of ``window`` steps: ``before`` (the last
+    window before the switch), ``first`` (the first window after it) and ``then`` (the next window), each the
+    mean of the steps that have a value (None: no episode was still running), None when none has.
+
+    Args:
+        reward_per_step: ``[H]`` the mean reward at each step (None where no episode ran).
+        at: the step the task switched at.
+        window: steps per window.
+    """
+    def mean(lo: int, hi: int):
+        values = [v for v in reward_per_step[max(0, lo):hi] if v is not None]
+        return sum(values) / len(values) if values else None
+
+    return {"window": window, "before": mean(at - window, at), "first": mean(at, at + window),
+            "then": mean(at + window, at + 2 * window)}
+
+
 def learner_kind(path: str | Path) -> str:
     """The registry kind (``"gradient"``, ``"model-based"``, ``"memory"``) of the learner that wrote ``path``:
     a run directory (its config.yaml names the learner), a ``policy.pt`` (a gradient learner's) or a

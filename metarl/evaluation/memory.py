@@ -15,7 +15,7 @@ import torch
 
 import envs
 from metarl.checks import check_int
-from metarl.evaluation import SCHEMA, experience
+from metarl.evaluation import SCHEMA, experience, switch_recovery
 from metarl.files import atomic_write, ensure_writable_dir, git_commit, load_torch_file
 from metarl.sampling import Sampler
 from policies import history, recurrent
@@ -183,8 +183,9 @@ def evaluate_memory(path: str | Path, out_dir: str | Path, num_tasks: int = 40, 
             running = episodes.mask.sum((0, 1))  # [H] episodes still running at each step
             mean = torch.where(running > 0, episodes.rewards.sum((0, 1)) / running.clamp_min(1),
                                torch.full_like(running, torch.nan))
-            switch["reward_per_step"][name] = {"mean": [None if torch.isnan(v) else float(v) for v in mean],
-                                               "running": running.int().tolist()}
+            values = [None if torch.isnan(v) else float(v) for v in mean]
+            switch["reward_per_step"][name] = {"mean": values, "running": running.int().tolist(),
+                                               "recovery": switch_recovery(values, switch_at)}
     record = {
         "family": family, "family_options": options, "kind": "memory", "learner": learner, "steps": K - 1,
         "episodes": 1, "num_tasks": num_tasks, "trials": trials, "episodes_per_trial": K, "horizon": horizon,

@@ -35,7 +35,7 @@ import torch
 
 import envs
 from metarl import learners
-from metarl.evaluation import SCHEMA, experience
+from metarl.evaluation import SCHEMA, experience, switch_recovery
 from metarl.evaluation.baselines import training_env_steps
 from metarl.evaluation.protocol import adaptation_returns, load_meta_policy, mean_ci
 from metarl.files import atomic_write, ensure_writable_dir, git_commit, load_torch_file
@@ -187,8 +187,9 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
             alive = valid.sum(0)
             # the mean over the episodes still running; NaN once none is
             mean = torch.where(alive > 0, ep["reward"].sum(0) / alive.clamp_min(1), torch.full_like(alive, torch.nan))
-            per_step[name] = {"mean": [None if np.isnan(v) else v for v in mean.tolist()],
-                              "running": alive.int().tolist()}
+            values = [None if np.isnan(v) else v for v in mean.tolist()]
+            per_step[name] = {"mean": values, "running": alive.int().tolist(),
+                              "recovery": switch_recovery(values, switch_at)}
         record["switch"] = {"at": switch_at, "from_tasks": before, "reward_per_step": per_step}
     record["wall_clock_s"] = time.perf_counter() - t_start
     atomic_write(out / "model_eval.png", lambda tmp: plot_model_eval(record, tmp))

@@ -296,3 +296,12 @@ def test_partial_files_of_an_evaluation_killed_mid_write_are_cleaned(tmp_path):
     assert main(["eval", str(path), "--tasks", "2", "--steps", "0", "--episodes", "1", "--baselines", "", "--out",
                  str(out), "--no-progress"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["adaptation.csv", "adaptation.json", "adaptation.png"]
+
+
+def test_switch_recovery_averages_the_windows_around_the_switch():
+    from metarl.evaluation import switch_recovery
+
+    per_step = [1.0] * 100 + [0.0] * 10 + [0.5] * 40 + [None] * 10 + [0.9] * 40
+    got = switch_recovery(per_step, at=100, window=50)
+    assert got == {"window": 50, "before": 1.0, "first": pytest.approx(0.4), "then": pytest.approx(0.9)}
+    assert switch_recovery([None] * 20, at=10, window=5)["before"] is None

@@ -267,6 +267,8 @@ def test_the_switch_scenario_records_every_methods_reward_per_step(tiny_run, tmp
         per_step = switch["reward_per_step"][name]
         assert len(per_step["mean"]) == 60 and per_step["running"][0] == 6
         assert all(a >= b for a, b in zip(per_step["running"], per_step["running"][1:], strict=False))
+        values = [v for v in per_step["mean"][:5] if v is not None]
+        assert per_step["recovery"]["before"] == pytest.approx(sum(values) / len(values))
     assert (out / "switch.png").is_file()
     with pytest.raises(SystemExit):
         main(["eval", str(tiny_run), "--switch-at", "60", "--out", str(tmp_path / "bad"), "--no-progress"])
