@@ -435,6 +435,9 @@ def render_memory(run: str | os.PathLike, task: dict, out: str | os.PathLike, si
     check_seed(seed)
     policy, meta = load_memory_policy(run)
     name, fam, options = meta["learner"], meta["family"], meta["family_options"]
+    if not meta.get("adaptation_trained", True):  # an rma run's policy.pt written in its teacher phase
+        raise ValueError(f"{str(run)!r} stopped in its teacher phase (iteration {meta['iteration']}): its adaptation "
+                         "module is untrained; resume the run (metarl train --resume) before filming it")
     if family is not None and family != fam:
         raise ValueError(f"--family {family}: {str(run)!r} was trained on {fam}")
     default_horizon = meta["horizon"] or envs.get_family(fam).horizon

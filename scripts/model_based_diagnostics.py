@@ -29,19 +29,22 @@ def rows(label: str, record: dict) -> list[str]:
         switch = recovery.get(name, {}).get("recovery", {})
         lo, hi = m["ci95"]
         out.append(" | ".join([
-            f"| {label}", name, f"{m.get('inner_lr', '-')}", f"{m['mean']:.1f} [{lo:.1f}, {hi:.1f}]",
+            f"| {label}", name, f"{m.get('inner_lr', '-')}", f"{error.get('inner_lr', '-')}",
+            f"{m['mean']:.1f} [{lo:.1f}, {hi:.1f}]",
             _fmt(m.get("mean_abs_action")), _fmt(m.get("reward_per_step")),
             f"{_fmt(error.get('one_step_before'))} -> {_fmt(error.get('one_step_after'))}",
             f"{_fmt(error.get('future_before'))} -> {_fmt(error.get('future_after'))}",
-            f"{_fmt(switch.get('before'))} / {_fmt(switch.get('first'))} / {_fmt(switch.get('then'))} |",
+            f"{_fmt(switch.get('before'))} / {_fmt(switch.get('first'))} / {_fmt(switch.get('then'))} "
+            f"({switch.get('window', '-')}) |",
         ]))
     return out
 
 
 def table(records: list[tuple[str, dict]]) -> str:
-    head = ("| setting | method | alpha | return [95% CI] | mean abs action | reward per step | one-step error "
-            "before -> after | K-step error before -> after | switch: before / first 50 / next 50 |\n"
-            "|---|---|---|---|---|---|---|---|---|")
+    head = ("| setting | method | alpha online | alpha of the error's step | return [95% CI] | mean abs action | "
+            "reward per step | one-step error before -> after | K-step error before -> after | "
+            "switch: reward per step before / first window / next window (window) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|")
     return "\n".join([head] + [row for label, record in records for row in rows(label, record)])
 
 
@@ -54,7 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         label, sep, path = item.partition("=")
         if not sep or not Path(path).is_file():
             parser.error(f"{item!r}: give LABEL=PATH to an existing model_eval.json")
-        records.append((label, json.loads(Path(path).read_text())))
+        try:
+            record = json.loads(Path(path).read_text())
+            ok = all(isinstance(m["mean"], int | float) for m in record["methods"].values())
+        except (ValueError, KeyError, TypeError, AttributeError):
+            ok = False
+        if not ok:
+            parser.error(f"{path}: not a model-based evaluation (metarl eval on a grbal or mb-mpc run writes "
+                         "model_eval.json)")
+        records.append((label, record))
     print(table(records))
     return 0
 

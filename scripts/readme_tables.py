@@ -98,8 +98,8 @@ def shipped_table(root: Path = ROOT) -> str:
 
 def target_status(card: dict) -> str:
     """The target bar for a shipped card: MAML after one step above MAML before adaptation and above the
-    pretrained baseline after one step, with non-overlapping 95% intervals over tasks, and (reward
-    families) at least 0.6 of the gap from the pretrained baseline to the oracle closed in one step.
+    pretrained baseline after one step, with non-overlapping 95% intervals over tasks, and (where the card
+    has an oracle) at least 0.6 of the gap from the pretrained baseline to the oracle closed in one step.
     ``"met"``, or ``"not met: ..."`` with every reason."""
     m = card["evaluation"]["methods"]
     (l0, h0), (l1, h1) = m["maml"]["ci95"][0], m["maml"]["ci95"][1]

@@ -117,7 +117,9 @@ def _eval_policy(args: argparse.Namespace) -> int:
         cells = "  ".join(f"{mean:8.1f} [{lo:.1f}, {hi:.1f}]" for mean, (lo, hi) in zip(m["mean"], m["ci95"],
                                                                                          strict=True))
         lr = m.get("source", {}).get("inner_lr")
-        note = "   (told the task, not adapted)" if not m.get("adapted", True) else (
+        expert = m.get("source", {}).get("config", {}).get("task") is not None  # a broken family's oracle
+        told = "the expert on the held-out robot" if expert else "told the task"
+        note = f"   ({told}, not adapted)" if not m.get("adapted", True) else (
             f"   (inner lr {lr:g}, best of the grid on training tasks)" if lr is not None else "")
         print(f"  {name:<14s} {cells}{note}")
     print(f"wrote {out / 'adaptation.json'}, adaptation.csv, adaptation.png")
@@ -157,7 +159,8 @@ def add(subparsers) -> None:
         "policy.pt): sample each task, adapt with its inner loop step by step, and report the mean return after "
         "0..STEPS steps (k steps = k x EPISODES episodes of experience), with the pretrained and random baselines "
         "adapted the same way with their best inner step size (chosen on training tasks), and the oracle, told the "
-        "task, not adapted. The pretrained and oracle baselines are our batched PPO on the task mixture, trained as "
+        "task (on a broken-actuator family: trained on the held-out robot alone), not adapted. The pretrained and "
+        "oracle baselines are our batched PPO on the task mixture, trained as "
         "many env steps as the policy (--baseline-steps caps it) and cached in ~/.cache/metarl/baselines; "
         "pretrained-sb3 and oracle-sb3 are the earlier stable-baselines3 ones. Writes "
         "adaptation.json, adaptation.csv and adaptation.png. A model-based run (grbal, mb-mpc): its controller "

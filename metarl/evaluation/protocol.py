@@ -102,7 +102,7 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
 
 
 BASELINES = ("pretrained", "random", "oracle", "pretrained-sb3", "oracle-sb3")
-ORACLES = ("oracle", "oracle-sb3")  # told the task (envs.task_features): never adapted
+ORACLES = ("oracle", "oracle-sb3")  # told the task (a broken family's: trained on the held-out robot): never adapted
 # inner step sizes tried for the adapted baselines, as multiples of the meta-policy's (the MAML paper
 # gives each baseline its best step size); chosen on training tasks, never on the test tasks
 LR_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)

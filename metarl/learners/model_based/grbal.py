@@ -99,8 +99,8 @@ def model_errors(params: dict, stats: dict, episodes: dict, past: int, future: i
 
     Returns:
         ``{"one_step_before", "one_step_after"}`` (the first transition after the M past ones) and
-        ``{"future_before", "future_after"}`` (all K of them), plus ``windows``; None when no episode holds a
-        whole window.
+        ``{"future_before", "future_after"}`` (all K of them), plus ``windows`` and ``inner_lr``; None when no
+        episode holds a whole window.
     """
     length = past + future
     starts = [(i, s) for i, n in enumerate(episodes["valid"].sum(1).tolist()) for s in range(0, int(n) - length + 1,
@@ -119,7 +119,8 @@ def model_errors(params: dict, stats: dict, episodes: dict, past: int, future: i
         return {"one_step_before": float(loss(params, *first).mean()),
                 "one_step_after": float(adapted_loss(adapted, *first).mean()),
                 "future_before": float(loss(params, *after).mean()),
-                "future_after": float(adapted_loss(adapted, *after).mean()), "windows": len(starts)}
+                "future_after": float(adapted_loss(adapted, *after).mean()), "windows": len(starts),
+                "inner_lr": float(inner_lr)}
 
 
 def adapt_online(params: dict, stats: dict, history: tuple, t: int, past: int, inner_lr: float) -> dict:
