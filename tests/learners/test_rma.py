@@ -315,3 +315,30 @@ def test_render_films_the_student_through_a_joint_failing_mid_episode(tmp_path, 
                   "--no-progress", *bad])
         assert message in capsys.readouterr().err
         assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_latent_probe_scores_the_module_as_eval_does_and_every_known_latent(tmp_path):
+    import importlib.util
+
+    script = Path(__file__).parents[2] / "scripts" / "rma_latent_probe.py"
+    spec = importlib.util.spec_from_file_location("probe", script)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    cfg = {**TINY, "iterations": 2, "adaptation_iterations": 1}
+    (tmp_path / "c.yaml").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    record = probe.probe(str(tmp_path / "run"), num_tasks=2, trials=2, seed=3)
+    assert list(record["rows"]) == ["module", "z of joint=-1 (intact)"] + [f"z of joint={j}" for j in (0, 1, 2, 4, 5)]
+    assert main(["eval", str(tmp_path / "run"), "--tasks", "2", "--episodes", "2", "--seed", "3", "--out",
+                 str(tmp_path / "e"), "--no-progress"]) == 0
+    scored = json.loads((tmp_path / "e" / "adaptation.json").read_text())["methods"]["rma"]["mean"][0]
+    assert record["rows"]["module"]["mean"] == pytest.approx(scored, rel=1e-6)
+    with pytest.raises(ValueError, match="broken-actuator family"):
+        probe.probe(str(_hopper_run(tmp_path)), num_tasks=2, trials=1)
+
+
+def _hopper_run(tmp_path):
+    cfg = {**TINY, "family": "HopperRandParams", "iterations": 2, "adaptation_iterations": 1}
+    (tmp_path / "h.yaml").write_text(json.dumps(cfg))
+    assert main(["train", str(tmp_path / "h.yaml"), "--out", str(tmp_path / "hop"), "--no-progress"]) == 0
+    return tmp_path / "hop"
