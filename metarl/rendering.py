@@ -345,6 +345,33 @@ def render_adaptation(path: str | os.PathLike, task: dict, steps: list[int], out
     }
 
 
+def _check_episode_tasks(family: str, options: dict, task: dict, horizon: int, switch_at: int | None,
+                         switch_task: dict | None) -> None:
+    """ValueError unless ``task`` is one of ``family``'s and ``--switch-at`` / ``--switch-task`` are both absent or
+    a step inside the episode and another task of the family."""
+    envs.validate_task(family, task, **options)
+    if (switch_at is None) != (switch_task is None):
+        raise ValueError("give --switch-at and --switch-task together")
+    if switch_at is not None:
+        if isinstance(switch_at, bool) or not isinstance(switch_at, int) or not 1 <= switch_at < horizon:
+            raise ValueError(f"--switch-at must be an integer in [1, {horizon - 1}], got {switch_at!r}")
+        envs.validate_task(family, switch_task, **options)
+
+
+def _write_frames(out: Path, frames: list[np.ndarray], fps: int) -> None:
+    """``frames`` as the video ``out`` (mp4 or gif by its suffix), written atomically."""
+    def write(tmp):
+        writer = _Writer(str(tmp), out.suffix.lower(), fps)
+        try:
+            for frame in frames:
+                writer.append(frame)
+        finally:
+            writer.close()
+
+    make_out_dir(out)
+    atomic_write(out, write)
+
+
 def render_controller(run: str | os.PathLike, task: dict, out: str | os.PathLike, size: tuple[int, int] = (480, 320),
                       seed: int = 0, horizon: int | None = None, switch_at: int | None = None,
                       switch_task: dict | None = None, adapt: bool = True, progress: bool = True) -> dict:
@@ -369,13 +396,7 @@ def render_controller(run: str | os.PathLike, task: dict, out: str | os.PathLike
     params, stats, cfg, _ = load_model_run(run)
     default_horizon = cfg.horizon or envs.get_family(cfg.family).horizon
     horizon = default_horizon if horizon is None else check_int("horizon", horizon)
-    envs.validate_task(cfg.family, task, **cfg.family_options)
-    if (switch_at is None) != (switch_task is None):
-        raise ValueError("give --switch-at and --switch-task together")
-    if switch_at is not None:
-        if isinstance(switch_at, bool) or not isinstance(switch_at, int) or not 1 <= switch_at < horizon:
-            raise ValueError(f"--switch-at must be an integer in [1, {horizon - 1}], got {switch_at!r}")
-        envs.validate_task(cfg.family, switch_task, **cfg.family_options)
+    _check_episode_tasks(cfg.family, cfg.family_options, task, horizon, switch_at, switch_task)
     remove_stale_temporaries(out)  # every check passed
     caption = _Captioner(*size)
     frames, total, fps = [], [0.0], []
@@ -399,16 +420,7 @@ def render_controller(run: str | os.PathLike, task: dict, out: str | os.PathLike
     finally:
         bar.close()
 
-    def write(tmp):
-        writer = _Writer(str(tmp), out.suffix.lower(), fps[0])
-        try:
-            for frame in frames:
-                writer.append(frame)
-        finally:
-            writer.close()
-
-    make_out_dir(out)
-    atomic_write(out, write)
+    _write_frames(out, frames, fps[0])
     return {"out": str(out), "frames": len(frames), "return": float(ep["returns"][0]),
             "length": int(ep["valid"][0].sum()), "fps": fps[0]}
 
@@ -442,13 +454,7 @@ def render_memory(run: str | os.PathLike, task: dict, out: str | os.PathLike, si
         raise ValueError(f"--family {family}: {str(run)!r} was trained on {fam}")
     default_horizon = meta["horizon"] or envs.get_family(fam).horizon
     horizon = default_horizon if horizon is None else check_int("horizon", horizon)
-    envs.validate_task(fam, task, **options)
-    if (switch_at is None) != (switch_task is None):
-        raise ValueError("give --switch-at and --switch-task together")
-    if switch_at is not None:
-        if isinstance(switch_at, bool) or not isinstance(switch_at, int) or not 1 <= switch_at < horizon:
-            raise ValueError(f"--switch-at must be an integer in [1, {horizon - 1}], got {switch_at!r}")
-        envs.validate_task(fam, switch_task, **options)
+    _check_episode_tasks(fam, options, task, horizon, switch_at, switch_task)
     remove_stale_temporaries(out)  # every check passed
     env = envs.make(fam, 1, tasks=[dict(task)], horizon=horizon, nthread=1, **options)
     if switch_at is not None:
@@ -492,15 +498,6 @@ def render_memory(run: str | os.PathLike, task: dict, out: str | os.PathLike, si
     finally:
         bar.close()
 
-    def write(tmp):
-        writer = _Writer(str(tmp), out.suffix.lower(), fps)
-        try:
-            for frame in frames:
-                writer.append(frame)
-        finally:
-            writer.close()
-
-    make_out_dir(out)
-    atomic_write(out, write)
+    _write_frames(out, frames, fps)
     return {"out": str(out), "frames": len(frames), "returns": returns, "lengths": lengths, "rewards": rewards,
             "fps": fps}

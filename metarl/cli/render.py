@@ -67,6 +67,23 @@ def _render_task(args: argparse.Namespace) -> dict:
     return task
 
 
+def _episode_tasks(args: argparse.Namespace, family: str, options: dict) -> tuple[dict, dict | None]:
+    """The task (``--task`` or ``--test-task``) and the ``--switch-task`` of a one-episode render (a model-based
+    or memory-based run)."""
+    if args.task and args.test_task is not None:
+        raise UsageError("give either --task KEY=VALUE or --test-task INDEX, not both")
+    if args.task:
+        task = _parse_task(args.task)
+    elif args.test_task is not None:
+        from metarl.evaluation.protocol import held_out_task
+
+        task = usage_errors(held_out_task, family, args.test_task, args.test_tasks, args.seed, **options)
+        print(f"held-out task {args.test_task} of {args.test_tasks}: {family} {task}")
+    else:
+        raise UsageError("give the task: --task KEY=VALUE or --test-task INDEX")
+    return task, _parse_task(args.switch_task) if args.switch_task else None
+
+
 def _render_model(args: argparse.Namespace) -> int:
     from metarl.evaluation.model_based import load_model_run
     from metarl.rendering import render_controller
@@ -77,20 +94,8 @@ def _render_model(args: argparse.Namespace) -> int:
         raise UsageError(f"{', '.join(ignored) or '--layout'}: a model-based run has no inner steps to show "
                          "(its controller adapts online); give --task or --test-task, and --switch-at with "
                          "--switch-task to change the task mid-episode")
-    if args.task and args.test_task is not None:
-        raise UsageError("give either --task KEY=VALUE or --test-task INDEX, not both")
     _, _, cfg, _ = usage_errors(load_model_run, args.policy)
-    if args.task:
-        task = _parse_task(args.task)
-    elif args.test_task is not None:
-        from metarl.evaluation.protocol import held_out_task
-
-        task = usage_errors(held_out_task, cfg.family, args.test_task, args.test_tasks, args.seed,
-                             **cfg.family_options)
-        print(f"held-out task {args.test_task} of {args.test_tasks}: {cfg.family} {task}")
-    else:
-        raise UsageError("give the task: --task KEY=VALUE or --test-task INDEX")
-    switch_task = _parse_task(args.switch_task) if args.switch_task else None
+    task, switch_task = _episode_tasks(args, cfg.family, cfg.family_options)
     info = usage_errors(render_controller, args.policy, task, args.out, size=_parse_size(args.size), seed=args.seed,
                          horizon=args.horizon, switch_at=args.switch_at, switch_task=switch_task,
                          adapt=not args.no_adapt, progress=not args.no_progress)
@@ -109,20 +114,8 @@ def _render_memory(args: argparse.Namespace) -> int:
         raise UsageError(f"{', '.join(ignored) or '--layout'}: a memory-based run has no inner steps to show (it "
                          "adapts in its memory); give --task or --test-task, and --switch-at with --switch-task to "
                          "change the task mid-episode")
-    if args.task and args.test_task is not None:
-        raise UsageError("give either --task KEY=VALUE or --test-task INDEX, not both")
     _, meta = usage_errors(load_memory_policy, args.policy)
-    if args.task:
-        task = _parse_task(args.task)
-    elif args.test_task is not None:
-        from metarl.evaluation.protocol import held_out_task
-
-        task = usage_errors(held_out_task, meta["family"], args.test_task, args.test_tasks, args.seed,
-                             **meta["family_options"])
-        print(f"held-out task {args.test_task} of {args.test_tasks}: {meta['family']} {task}")
-    else:
-        raise UsageError("give the task: --task KEY=VALUE or --test-task INDEX")
-    switch_task = _parse_task(args.switch_task) if args.switch_task else None
+    task, switch_task = _episode_tasks(args, meta["family"], meta["family_options"])
     info = usage_errors(render_memory, args.policy, task, args.out, size=_parse_size(args.size), seed=args.seed,
                          horizon=args.horizon, switch_at=args.switch_at, switch_task=switch_task, family=args.family,
                          progress=not args.no_progress)

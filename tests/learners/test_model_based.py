@@ -234,7 +234,7 @@ def test_switch_at_changes_the_training_task_mid_episode(tmp_path):
         out = tmp_path / name
         assert cli.main(["train", CONFIG, *TINY, "--set", "iterations=1", *extra, "--out", str(out),
                          "--no-progress"]) == 0
-        runs[name] = torch.load(out / "checkpoint.pt", weights_only=False)["data"]["next_obs"]
+        runs[name] = torch.load(out / "checkpoint.pt", weights_only=True)["data"]["next_obs"]
     plain, switched = runs["plain"], runs["switch"]  # [3 simulations, 40 steps, 17]
     assert torch.equal(plain[:, :20], switched[:, :20])
     assert (plain[:, 20:] - switched[:, 20:]).abs().amax((1, 2)).min() > 1e-3  # every simulation changed task
