@@ -1,13 +1,15 @@
 """The shipped families' evaluations with the earlier baselines (stable-baselines3 PPO, 1M env steps) beside
 new ones (``metarl eval`` with the batched-PPO baselines), as a markdown table.
 
-    python scripts/compare_baselines.py NEW_DIR [--shipped policies/pretrained] [--out TABLE.md]
+    python scripts/compare_baselines.py NEW_DIR [--shipped policies/pretrained] [--kept DIR] [--out TABLE.md]
 
 NEW_DIR holds one directory per family with its ``adaptation.json`` (``metarl eval
 policies/pretrained/<family>.pt --out NEW_DIR/<family> ...``). For each family: MAML after one step, the
 pretrained baseline after one step and the oracle under each pair of baselines, the share of the oracle gap
 MAML closes after one step ((MAML 1 - pretrained 1) / (oracle - pretrained 1); undefined when the oracle
-scores below MAML 1), and whether MAML 1's 95% interval lies above the pretrained baseline's.
+scores below MAML 1), and whether MAML 1's 95% interval lies above the pretrained baseline's. The earlier record
+of a family is ``--kept``'s (``scripts/rebaseline_card.py`` moves it there when the card takes the new
+baselines), else the shipped one.
 """
 
 from __future__ import annotations
@@ -43,14 +45,15 @@ def cell(value) -> str:
     return f"{mean:.1f} [{lo:.1f}, {hi:.1f}]"
 
 
-def table(shipped: Path, new: Path) -> str:
+def table(shipped: Path, new: Path, kept: Path | None = None) -> str:
     rows = ["| family | MAML 1 | pretrained 1, SB3 1M | oracle, SB3 1M | gap closed | pretrained 1, ours | "
             "oracle, ours | gap closed | MAML 1 above pretrained 1 (ours) | baseline env steps |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for record_dir in sorted(p for p in new.iterdir() if (p / "adaptation.json").is_file()):
         family = record_dir.name
         new_record = json.loads((record_dir / "adaptation.json").read_text())
-        old_path = shipped / f"{family}.adaptation.json"
+        old_path = next((d / f"{family}.adaptation.json" for d in (kept, shipped)
+                         if d is not None and (d / f"{family}.adaptation.json").is_file()), shipped / "none")
         old_record = json.loads(old_path.read_text()) if old_path.is_file() else {"methods": {}}
         # the shipped records name the stable-baselines3 ones pretrained and oracle
         old = summary(old_record["methods"], "pretrained", "oracle") if old_record["methods"] else None
@@ -75,9 +78,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("new", type=Path, help="a directory of <family>/adaptation.json")
     parser.add_argument("--shipped", type=Path, default=Path("policies/pretrained"))
+    parser.add_argument("--kept", type=Path, default=Path("benchmarks/results/baselines-sb3"),
+                        help="the earlier records set aside by rebaseline_card.py")
     parser.add_argument("--out", type=Path, help="write the table here too")
     args = parser.parse_args(argv)
-    text = table(args.shipped, args.new)
+    text = table(args.shipped, args.new, args.kept)
     print(text, end="")
     if args.out:
         args.out.write_text(text)

@@ -115,17 +115,28 @@ def copy_seed(seed: dict, family: str, dest: Path) -> Path:
     return out
 
 
-def across_seeds(seeds: list[dict]) -> dict:
-    """Mean over seeds of each method's mean return after each step, with its interval over seeds."""
+def across_seeds(evaluations: list[dict]) -> dict:
+    """Mean over seeds of each method's mean return after each step, with its interval over seeds, and of the
+    oracle gap share. ``evaluations``: one ``{method: {"mean": [...]}, ...}`` per seed."""
     out = {}
-    for method in seeds[0]["record"]["methods"]:
-        per_seed = np.array([s["record"]["methods"][method]["mean"] for s in seeds])  # [seeds, steps]
+    for method in evaluations[0]:
+        per_seed = np.array([e[method]["mean"] for e in evaluations])  # [seeds, steps]
         out[method] = {"mean": per_seed.mean(0).tolist(),
                        "ci95_over_seeds": [seed_interval(per_seed[:, k].tolist()) for k in range(per_seed.shape[1])]}
-    gaps = [s["summary"]["gap_closed_after_1_step"] for s in seeds]
+    gaps = [gap_closed(e) for e in evaluations]
     if all(g is not None for g in gaps):
         out["gap_closed_after_1_step"] = {"mean": float(np.mean(gaps)), "ci95_over_seeds": seed_interval(gaps)}
     return out
+
+
+def card_evaluation(record: dict) -> dict:
+    """The card's ``evaluation`` block from a ``metarl eval`` record (``adaptation.json``)."""
+    keys = ("num_tasks", "steps", "episodes", "horizon", "seed", "commit", "wall_clock_s", "ci")
+    return ({k: record[k] for k in keys}
+            | {"methods": {m: {"mean": v["mean"], "ci95": v["ci95"], "adapted": v.get("adapted", True),
+                               "inner_lr": v["source"].get("inner_lr")}
+                           for m, v in record["methods"].items()},
+               "gap_closed_after_1_step": gap_closed(record["methods"])})
 
 
 def main(argv=None) -> int:
@@ -182,14 +193,10 @@ def main(argv=None) -> int:
         "artifacts": {"progress": f"{family}.progress.csv", "adaptation": f"{family}.adaptation.json",
                       "plot": f"{family}.png",
                       "seeds": {s: str(d.relative_to(args.dest)) for s, d in sorted(dirs.items())}},
-        "evaluation": {k: record[k] for k in ("num_tasks", "steps", "episodes", "horizon", "seed", "commit",
-                                               "wall_clock_s", "ci")}
-        | {"methods": {m: {"mean": v["mean"], "ci95": v["ci95"], "adapted": v.get("adapted", True),
-                           "inner_lr": v["source"].get("inner_lr")}
-                       for m, v in record["methods"].items()},
-           "gap_closed_after_1_step": shipped["summary"]["gap_closed_after_1_step"]},
+        "evaluation": card_evaluation(record),
         "seeds": [by_seed[s]["summary"] for s in sorted(by_seed)],
-        "across_seeds": across_seeds([by_seed[s] for s in sorted(by_seed)]) if len(by_seed) > 1 else None,
+        "across_seeds": (across_seeds([by_seed[s]["record"]["methods"] for s in sorted(by_seed)]) if len(by_seed) > 1
+                         else None),
         "paper_figure_5": PAPER.get(family),
         "literature": LITERATURE.get(family, "the MAML paper's figure 5 (paper_figure_5)" if family in PAPER else None),
     }

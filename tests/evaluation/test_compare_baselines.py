@@ -29,3 +29,18 @@ def test_the_gap_share_and_the_separation_are_computed_from_each_record(tmp_path
     assert cells[0] == "HopperRandParams" and cells[1] == "250.0 [249.0, 251.0]"
     assert cells[4] == "undefined (oracle below MAML 1)" and cells[7] == "0.75"
     assert cells[8] == "yes" and cells[9] == "5,000,123, 5,000,456"
+
+
+def test_the_earlier_record_is_read_from_where_the_card_update_kept_it(tmp_path):
+    shipped, kept, new = tmp_path / "shipped", tmp_path / "kept", tmp_path / "new" / "AntVel"
+    for d in (shipped, kept, new):
+        d.mkdir(parents=True)
+    # the shipped record already carries the new baselines; the kept one is the stable-baselines3 record
+    (shipped / "AntVel.adaptation.json").write_text(json.dumps({"methods": {
+        "maml": _method([10, 75]), "pretrained": _method([0, 5]), "oracle": _method([135])}}))
+    (kept / "AntVel.adaptation.json").write_text(json.dumps({"methods": {
+        "maml": _method([10, 75]), "pretrained": _method([-15, -15]), "oracle": _method([-12])}}))
+    (new / "adaptation.json").write_text((shipped / "AntVel.adaptation.json").read_text())
+    cells = [c.strip() for c in compare.table(shipped, tmp_path / "new", kept).splitlines()[2].split("|")[1:-1]]
+    assert cells[2] == "-15.0 [-16.0, -14.0]" and cells[4] == "undefined (oracle below MAML 1)"
+    assert cells[7] == "0.54"  # (75 - 5) / (135 - 5)
