@@ -15,6 +15,12 @@ What it trains on (the baselines of a meta-learner):
   (:func:`envs.task_features`): the oracle;
 - ``task: {...}``: one task of the family.
 
+``value_sees_task: true`` gives the value network (never the policy) the task's features as well: an
+asymmetric critic (Pinto et al. 2018, https://arxiv.org/abs/1710.06542). On a task mixture whose return is
+set by a hidden task (AntVel's target velocity), a blind value function cannot tell a task's offset from the
+effect of the actions, and that offset swamps the advantages; the policy trained this way is still blind
+to the task, so it remains the robust baseline.
+
 Episodes are whole (the engine does not reset mid-batch): an episode cut by the horizon bootstraps
 from the value of its last observed state, a terminal one from zero. ``policy.pt`` holds the policy
 with the observation normaliser folded into its first layer, so it acts on raw observations like every
@@ -109,6 +115,9 @@ class BatchedPpoConfig(PpoSettings, PolicyConfig):
     """one task of the family to train on, e.g. {velocity: 1.5}; null: the task mixture"""
     task_visible: bool = False
     """append the task's features to the observation (the oracle); needs the task mixture"""
+    value_sees_task: bool = False
+    """give the value network alone the task's features (an asymmetric critic; the policy stays blind to the
+    task); needs the task mixture"""
     minibatch_size: int = 4096
     """samples per Adam step"""
     value_hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
@@ -124,6 +133,8 @@ class BatchedPpoConfig(PpoSettings, PolicyConfig):
             (len(self.value_hidden_sizes) >= 1 and min(self.value_hidden_sizes) >= 1, "value_hidden_sizes",
              "must be positive sizes"),
             (not (self.task_visible and self.task is not None), "task_visible",
+             "needs the task mixture (task: null): one fixed task has nothing to show"),
+            (not (self.value_sees_task and self.task is not None), "value_sees_task",
              "needs the task mixture (task: null): one fixed task has nothing to show"),
         ]
         if self.task is not None:
@@ -168,6 +179,13 @@ def fold_normalizer(params: dict, moments: dict, eps: float = 1e-8) -> dict:
     w0 = (params["w0"].to(torch.float64) / scale).to(torch.float32)
     b0 = (params["b0"].to(torch.float64) - w0.to(torch.float64) @ moments["mean"]).to(torch.float32)
     return {**{k: v.detach() for k, v in params.items()}, "w0": w0, "b0": b0}
+
+
+def with_task_features(obs: torch.Tensor, family: str, tasks: list[dict]) -> torch.Tensor:
+    """``obs`` ``[T, E, H, obs_dim]`` with each task's features (:func:`envs.task_features`, ``k`` values)
+    appended to every step of its episodes: ``[T, E, H, obs_dim + k]``."""
+    features = torch.as_tensor(envs.task_features(family, tasks), dtype=obs.dtype)
+    return torch.cat([obs, features[:, None, None, :].expand(*obs.shape[:-1], -1)], dim=-1)
 
 
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, clip: float
@@ -272,8 +290,11 @@ class BatchedPpo(Counters):
         obs_dim, act_dim = self.sampler.obs_dim, self.sampler.act_dim
         self.params = {k: v.requires_grad_() for k, v in gaussian.init_params(
             obs_dim, act_dim, tuple(cfg.hidden_sizes), init_std=cfg.init_std, generator=init_gen).items()}
+        # the width of the task's features, read off one task drawn from a throwaway generator
+        self.task_dim = (envs.task_features(cfg.family, envs.sample_tasks(
+            cfg.family, 1, np.random.default_rng(0), **cfg.family_options)).shape[1] if cfg.value_sees_task else 0)
         self.value_params = {k: v.requires_grad_() for k, v in init_value(
-            obs_dim, tuple(cfg.value_hidden_sizes), generator=init_gen).items()}
+            obs_dim + self.task_dim, tuple(cfg.value_hidden_sizes), generator=init_gen).items()}
         self.optimizer = torch.optim.Adam([*self.params.values(), *self.value_params.values()], lr=cfg.learning_rate,
                                           eps=1e-5)
         self.obs_moments = init_moments(obs_dim)
@@ -344,19 +365,21 @@ class BatchedPpo(Counters):
     def step(self) -> dict:
         cfg = self.cfg
         t_start = time.perf_counter()
-        episodes = self.sampler.sample(self.acting_params(), self.tasks())
+        tasks = self.tasks()
+        episodes = self.sampler.sample(self.acting_params(), tasks)
         t_sampling = time.perf_counter() - t_start
         t0 = time.perf_counter()
         mask = episodes.mask
         valid = mask.bool()
         obs = normalize(episodes.obs, self.obs_moments) if cfg.normalize_obs else episodes.obs
+        value_obs = with_task_features(obs, cfg.family, tasks) if cfg.value_sees_task else obs
         if cfg.normalize_obs:
             self.obs_moments = update_moments(self.obs_moments, episodes.obs[valid])
         rewards = episodes.rewards
         if cfg.normalize_reward:
             rewards, self.return_moments = scale_rewards(rewards, mask, self.return_moments, cfg.gamma)
         with torch.no_grad():
-            values = value(self.value_params, obs, cfg.activation) * mask
+            values = value(self.value_params, value_obs, cfg.activation) * mask
             # an episode cut by the horizon bootstraps from its last observed state's value
             last = (mask.sum(-1).long() - 1).clamp_min(0)
             last_values = values.gather(-1, last[..., None])[..., 0]
@@ -364,7 +387,8 @@ class BatchedPpo(Counters):
             returns = adv + values
             mean, log_std = gaussian.mean_log_std(self.params, obs, cfg.activation)
             old_logp = gaussian.log_prob(mean, log_std, episodes.actions)
-        batch = {"obs": obs[valid], "actions": episodes.actions[valid], "old_logp": old_logp[valid],
+        batch = {"obs": obs[valid], "value_obs": value_obs[valid], "actions": episodes.actions[valid],
+                 "old_logp": old_logp[valid],
                  "adv": adv[valid], "returns": returns[valid], "values": values[valid]}
         done = self.env_steps / cfg.max_env_steps if cfg.max_env_steps else self.iteration / cfg.iterations
         lr = cfg.learning_rate * (1.0 - done if cfg.lr_anneal else 1.0)
@@ -399,7 +423,7 @@ class BatchedPpo(Counters):
         def minibatch(idx):
             mean, log_std = gaussian.mean_log_std(self.params, batch["obs"][idx], cfg.activation)
             logp = gaussian.log_prob(mean, log_std, batch["actions"][idx])
-            values = value(self.value_params, batch["obs"][idx], cfg.activation)
+            values = value(self.value_params, batch["value_obs"][idx], cfg.activation)
             return logp, batch["old_logp"][idx], batch["adv"][idx], values, batch["returns"][idx], log_std
 
         n = batch["obs"].shape[0]
