@@ -26,14 +26,25 @@ def test_running_moments_match_numpy_over_chunks():
     assert float(moments["count"]) == pytest.approx(len(every), abs=1e-3)
 
 
-def test_the_folded_policy_on_raw_observations_is_the_policy_on_normalised_ones():
+@pytest.mark.parametrize("min_std", [0.0, 0.5])
+def test_the_folded_policy_on_raw_observations_is_the_policy_on_normalised_ones(min_std):
     params = gaussian.init_params(5, 2, (16, 16), generator=torch.Generator().manual_seed(0))
     moments = {"count": torch.tensor(10.0, dtype=torch.float64), "mean": torch.randn(5, dtype=torch.float64) * 3,
                "var": torch.rand(5, dtype=torch.float64) * 9 + 0.1}
+    moments["var"][0] = 1e-4  # a dimension that is almost always the same (a contact force)
     raw = torch.randn(100, 5) * 3
-    on_normalised, _ = gaussian.mean_log_std(params, ppo.normalize(raw, moments))
-    folded, _ = gaussian.mean_log_std(ppo.fold_normalizer(params, moments), raw)
+    on_normalised, _ = gaussian.mean_log_std(params, ppo.normalize(raw, moments, min_std=min_std))
+    folded, _ = gaussian.mean_log_std(ppo.fold_normalizer(params, moments, min_std=min_std), raw)
     torch.testing.assert_close(folded, on_normalised, rtol=1e-4, atol=1e-5)
+
+
+def test_the_std_floor_bounds_a_rare_value_of_a_near_constant_dimension():
+    moments = {"count": torch.tensor(1e4, dtype=torch.float64), "mean": torch.zeros(2, dtype=torch.float64),
+               "var": torch.tensor([1e-4, 4.0], dtype=torch.float64)}
+    raw = torch.tensor([[1.0, 1.0]])
+    np.testing.assert_allclose(ppo.normalize(raw, moments).numpy(), [[100.0, 0.5]], rtol=1e-4)
+    # the floor divides the rare dimension by 0.1 and leaves the one above it alone
+    np.testing.assert_allclose(ppo.normalize(raw, moments, min_std=0.1).numpy(), [[10.0, 0.5]], rtol=1e-5)
 
 
 def test_the_clipped_objective_has_zero_gradient_where_clipped():

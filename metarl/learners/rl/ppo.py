@@ -115,6 +115,9 @@ class BatchedPpoConfig(PpoSettings, PolicyConfig):
     """one task of the family to train on, e.g. {velocity: 1.5}; null: the task mixture"""
     task_visible: bool = False
     """append the task's features to the observation (the oracle); needs the task mixture"""
+    obs_min_std: float = 0.0
+    """divide each observation dimension by at least this (with normalize_obs): a dimension that is almost
+    always zero (a contact force) has a tiny std, and its rare non-zero values would reach hundreds of stds"""
     value_sees_task: bool = False
     """give the value network alone the task's features (an asymmetric critic; the policy stays blind to the
     task); needs the task mixture"""
@@ -129,6 +132,7 @@ class BatchedPpoConfig(PpoSettings, PolicyConfig):
     def rules(self):
         rules = super().rules() + [
             (self.max_env_steps is None or self.max_env_steps >= 1, "max_env_steps", "must be >= 1 or null"),
+            (self.obs_min_std >= 0, "obs_min_std", "must be >= 0"),
             (self.minibatch_size >= 1, "minibatch_size", "must be >= 1"),
             (len(self.value_hidden_sizes) >= 1 and min(self.value_hidden_sizes) >= 1, "value_hidden_sizes",
              "must be positive sizes"),
@@ -167,15 +171,20 @@ def update_moments(moments: dict, x: torch.Tensor) -> dict:
     return {"count": total, "mean": mean, "var": m2 / total}
 
 
-def normalize(x: torch.Tensor, moments: dict, eps: float = 1e-8) -> torch.Tensor:
-    """``(x - mean) / sqrt(var + eps)`` in float32."""
-    return ((x.to(torch.float64) - moments["mean"]) / torch.sqrt(moments["var"] + eps)).to(torch.float32)
+def normalizer_scale(moments: dict, eps: float = 1e-8, min_std: float = 0.0) -> torch.Tensor:
+    """``max(sqrt(var + eps), min_std)`` ``[dim]`` (float64): what each dimension is divided by."""
+    return torch.sqrt(moments["var"] + eps).clamp_min(min_std)
 
 
-def fold_normalizer(params: dict, moments: dict, eps: float = 1e-8) -> dict:
+def normalize(x: torch.Tensor, moments: dict, eps: float = 1e-8, min_std: float = 0.0) -> torch.Tensor:
+    """``(x - mean) / max(sqrt(var + eps), min_std)`` in float32."""
+    return ((x.to(torch.float64) - moments["mean"]) / normalizer_scale(moments, eps, min_std)).to(torch.float32)
+
+
+def fold_normalizer(params: dict, moments: dict, eps: float = 1e-8, min_std: float = 0.0) -> dict:
     """The policy on raw observations equal to ``params`` on normalised ones: the first layer absorbs the
-    normaliser, ``W0' = W0 / s``, ``b0' = b0 - W0' m`` (``s = sqrt(var + eps)``)."""
-    scale = torch.sqrt(moments["var"] + eps)
+    normaliser, ``W0' = W0 / s``, ``b0' = b0 - W0' m`` (``s = max(sqrt(var + eps), min_std)``)."""
+    scale = normalizer_scale(moments, eps, min_std)
     w0 = (params["w0"].to(torch.float64) / scale).to(torch.float32)
     b0 = (params["b0"].to(torch.float64) - w0.to(torch.float64) @ moments["mean"]).to(torch.float32)
     return {**{k: v.detach() for k, v in params.items()}, "w0": w0, "b0": b0}
@@ -338,8 +347,9 @@ class BatchedPpo(Counters):
         """The policy on raw observations (the normaliser folded in), from ``state`` or the current one."""
         params = self.params if state is None else state["params"]
         moments = self.obs_moments if state is None else state["obs_moments"]
-        return fold_normalizer(params, moments) if self.cfg.normalize_obs else {k: v.detach() for k, v in
-                                                                                 params.items()}
+        if not self.cfg.normalize_obs:
+            return {k: v.detach() for k, v in params.items()}
+        return fold_normalizer(params, moments, min_std=self.cfg.obs_min_std)
 
     def write_artifacts(self, out: Path, state: dict) -> None:
         """policy.pt: the policy acting on raw observations, with its spec (the oracle's observes the task)."""
@@ -371,7 +381,8 @@ class BatchedPpo(Counters):
         t0 = time.perf_counter()
         mask = episodes.mask
         valid = mask.bool()
-        obs = normalize(episodes.obs, self.obs_moments) if cfg.normalize_obs else episodes.obs
+        obs = (normalize(episodes.obs, self.obs_moments, min_std=cfg.obs_min_std) if cfg.normalize_obs
+               else episodes.obs)
         value_obs = with_task_features(obs, cfg.family, tasks) if cfg.value_sees_task else obs
         if cfg.normalize_obs:
             self.obs_moments = update_moments(self.obs_moments, episodes.obs[valid])
