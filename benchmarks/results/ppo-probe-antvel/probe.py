@@ -5,7 +5,8 @@ the approximate KL, the clip fraction and the value function's explained varianc
     python benchmarks/results/ppo-probe-antvel/probe.py FAMILY ENV_STEPS '{"key": value, ...}'
 
 The JSON holds config overrides of the baseline's batched-ppo config (seed 0, the pretrained one), plus
-``"oracle": true`` for the oracle's and ``"out_gain": g`` to scale the policy's initial output layer by g.
+``"oracle": true`` for the oracle's, ``"out_gain": g`` to scale the policy's initial output layer by g, and
+``"center_per_task": true`` to subtract from each advantage the mean advantage of its task's episodes.
 """
 
 import json
@@ -22,6 +23,15 @@ from metarl.training import config
 def main(family: str, steps: int, overrides: dict) -> None:
     torch.set_num_threads(1)
     oracle, out_gain = overrides.pop("oracle", False), overrides.pop("out_gain", 1.0)
+    if overrides.pop("center_per_task", False):
+        gae = ppo.gae
+
+        def centred(rewards, values, mask, *args):
+            adv = gae(rewards, values, mask, *args)  # [T, E, H]
+            per_task = (adv * mask).sum((1, 2), keepdim=True) / mask.sum((1, 2), keepdim=True).clamp_min(1)
+            return (adv - per_task) * mask
+
+        ppo.gae = centred
     spec = spec_from_meta({"family": family, "obs_dim": 1, "act_dim": 1, "hidden_sizes": [64, 64],
                            "activation": "tanh", "inner_lr": 0.1, "action_scale": 1.0}, "probe")
     cfg = config.from_dict({**config.to_dict(baselines.ppo_baseline_config(spec, 0, 200, steps, oracle)),
