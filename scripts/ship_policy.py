@@ -60,8 +60,11 @@ def seed_interval(values: list[float], level: float = 0.95) -> list[float]:
 
 
 def gap_closed(methods: dict, step: int = 1) -> float | None:
-    """(MAML@step - pretrained@step) / (oracle - pretrained@step), or None without an oracle or pretrained."""
+    """(MAML@step - pretrained@step) / (oracle - pretrained@step), or None without an oracle or pretrained, or
+    when the oracle scores below MAML@step (then the share is undefined: a baseline, not a bound)."""
     if "oracle" not in methods or "pretrained" not in methods:
+        return None
+    if methods["oracle"]["mean"][0] < methods["maml"]["mean"][step]:
         return None
     pre = methods["pretrained"]["mean"][step]
     return (methods["maml"]["mean"][step] - pre) / (methods["oracle"]["mean"][0] - pre)

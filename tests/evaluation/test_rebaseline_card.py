@@ -72,13 +72,21 @@ def test_the_card_takes_the_new_baselines_and_keeps_every_seeds_maml_row(tmp_pat
     assert not list(dest.glob("*.tmp"))
 
 
+def test_tasks_that_differ_in_their_last_bit_are_the_same_tasks():
+    assert rebaseline.same_values([{"mass": [2.580937969251401, 1.0]}], [{"mass": [2.5809379692514014, 1.0]}])
+    assert not rebaseline.same_values([{"mass": [2.58, 1.0]}], [{"mass": [2.59, 1.0]}])
+    assert not rebaseline.same_values([{"mass": [2.58]}], [{"friction": [2.58]}])
+
+
 @pytest.mark.parametrize("change, message", [
     ({"maml": [-110.0, -64.0]}, "MAML after 1 steps is -64.000 in the record"),
     ({"seed": 3}, "the record evaluates seed 3"),
+    ({"tasks": [{"velocity": 0.5}, {"velocity": 1.6}]}, "the record's tasks differ"),
 ])
 def test_a_record_of_another_evaluation_is_refused_and_nothing_is_written(tmp_path, capsys, change, message):
     dest, new = _shipped(tmp_path)
     record = _record(change.get("maml", [-110.0, -65.0]), [-140.0, -130.0], [-10.0], seed=change.get("seed", 2))
+    record["tasks"] = change.get("tasks", TASKS)
     (new / "adaptation.json").write_text(json.dumps(record))
     before = {p.name: p.read_bytes() for p in dest.iterdir()}
     with pytest.raises(SystemExit) as exc:
@@ -86,3 +94,13 @@ def test_a_record_of_another_evaluation_is_refused_and_nothing_is_written(tmp_pa
     assert message in str(exc.value)
     assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
     assert not (tmp_path / "keep").exists()
+
+
+def test_the_gap_share_is_undefined_when_the_oracle_scores_below_maml(tmp_path):
+    # a dynamics family's oracle trained on too small a budget: the share would come out as a meaningless 0.33
+    dest, new = _shipped(tmp_path)
+    (new / "adaptation.json").write_text(json.dumps(_record([-110.0, -65.0], [-40.0, -35.0], [-100.0])))
+    assert rebaseline.main(["HalfCheetahVel", str(new), "--dest", str(dest), "--keep", str(tmp_path / "keep")]) == 0
+    card = json.loads((dest / "HalfCheetahVel.json").read_text())
+    assert card["evaluation"]["gap_closed_after_1_step"] is None
+    assert card["seeds"][1]["gap_closed_after_1_step"] is None and "gap_closed_after_1_step" not in card["across_seeds"]
