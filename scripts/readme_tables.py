@@ -119,17 +119,26 @@ def target_status(card: dict) -> str:
     return "met" if not fails else "not met: " + "; ".join(fails)
 
 
+def baselines_text(card: dict) -> str:
+    """Which PPO trained the card's pretrained and oracle baselines, and for how many env steps: the card's
+    ``baselines`` block (``scripts/rebaseline_card.py``), or the stable-baselines3 ones of the earlier cards."""
+    trained = (card.get("baselines") or {}).get("pretrained")
+    if trained is None:
+        return "SB3 PPO, 1M"
+    return f"batched PPO, {trained['budget'] / 1e6:g}M"
+
+
 def families_table(root: Path = ROOT) -> str:
     """One row per locomotion family: shipped or not, MAML before and after one step, the pretrained
     baseline after one step, the oracle, the share of its gap closed after one step and the target
     (:func:`target_status`)."""
     rows = ["| family | shipped | seeds | MAML 0 | MAML 1 | pretrained 1 | oracle | oracle gap closed after 1 step | "
-            "target |", "|---|---|---|---|---|---|---|---|---|"]
+            "baselines | target |", "|---|---|---|---|---|---|---|---|---|---|"]
     found, tried = cards(root), cards(root, attempts=True)
     for family in LOCOMOTION:
         card = found.get(family) or tried.get(family)
         if card is None:
-            rows.append(f"| {family} | not yet | | | | | | | |")
+            rows.append(f"| {family} | not yet | | | | | | | | |")
             continue
         shipped = (f"seed {card['seed']}" if family in found
                    else f"not shipped (seed {card['seed']}: benchmarks/results/attempt-{family})")
@@ -144,7 +153,7 @@ def families_table(root: Path = ROOT) -> str:
         seeds = ", ".join(str(s["seed"]) for s in card.get("seeds", [{"seed": card["seed"]}]))
         rows.append(f"| {family} | {shipped} | {seeds} | {m['maml']['mean'][0]:.1f} | "
                     f"**{m['maml']['mean'][1]:.1f}** | {m['pretrained']['mean'][1]:.1f} | {oracle} | {gap_text} | "
-                    f"{target_status(card)} |")
+                    f"{baselines_text(card)} | {target_status(card)} |")
     return "\n".join(rows)
 
 

@@ -130,3 +130,9 @@ def test_model_based_env_steps_follow_the_seeds(tmp_path):
         path.write_text(json.dumps({"family": "X", "methods": {"grbal": grbal}}))
     row = readme_tables.model_based_table(tmp_path).splitlines()[2]
     assert "| 900 / 100 | 5.0 [4.0, 6.0]; 7.0 [6.0, 8.0] |" in row  # each seed's steps beside its return
+
+
+def test_the_baselines_column_names_the_ppo_and_its_budget():
+    assert readme_tables.baselines_text({}) == "SB3 PPO, 1M"
+    card = {"baselines": {"pretrained": {"algorithm": "batched-ppo on the task mixture", "budget": 4_000_000}}}
+    assert readme_tables.baselines_text(card) == "batched PPO, 4M"
