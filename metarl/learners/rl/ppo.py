@@ -398,9 +398,10 @@ class BatchedPpo(Counters):
             returns = adv + values
             mean, log_std = gaussian.mean_log_std(self.params, obs, cfg.activation)
             old_logp = gaussian.log_prob(mean, log_std, episodes.actions)
-        batch = {"obs": obs[valid], "value_obs": value_obs[valid], "actions": episodes.actions[valid],
-                 "old_logp": old_logp[valid],
+        batch = {"obs": obs[valid], "actions": episodes.actions[valid], "old_logp": old_logp[valid],
                  "adv": adv[valid], "returns": returns[valid], "values": values[valid]}
+        # the value network's input is the policy's unless it is told the task (no second copy of the batch)
+        batch["value_obs"] = value_obs[valid] if cfg.value_sees_task else batch["obs"]
         done = self.env_steps / cfg.max_env_steps if cfg.max_env_steps else self.iteration / cfg.iterations
         lr = cfg.learning_rate * (1.0 - done if cfg.lr_anneal else 1.0)
         for group in self.optimizer.param_groups:
