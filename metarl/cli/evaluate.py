@@ -152,6 +152,16 @@ def _eval_model(args: argparse.Namespace) -> int:
 
 
 
+def inner_lr_arg(text: str) -> float | str:
+    """``--inner-lr``: a number, or ``train`` (chosen on training tasks)."""
+    if text == "train":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number or 'train', got {text!r}") from None
+
+
 def add(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", aliases=["eval-model"], help="any run on held-out tasks: return against experience, with baselines",
@@ -207,8 +217,10 @@ def add(subparsers) -> None:
     m.add_argument("--planner", action="append", default=[], metavar="KEY=VALUE",
                    help="replace a planner setting of the GrBAL run for every controller (repeatable), e.g. "
                    "--planner planner_candidates=500: what a knob costs in return")
-    m.add_argument("--inner-lr", type=float, metavar="ALPHA",
-                   help="online adaptation step size of grbal and mb-mpc-adapted (default: the GrBAL run's inner_lr)")
+    m.add_argument("--inner-lr", type=inner_lr_arg, metavar="ALPHA|train",
+                   help="online adaptation step size of grbal and mb-mpc-adapted (default: the GrBAL run's "
+                   "inner_lr); 'train': each model's own, the one of 0.001, 0.003, 0.01, 0.03, 0.1 whose step leaves "
+                   "the lowest error on its episodes of training tasks")
     m.add_argument("--methods", help="comma-separated subset of grbal, grbal-unadapted, mb-mpc-adapted, mb-mpc, "
                    "maml (default: every one whose run is given)")
     p.set_defaults(func=run)

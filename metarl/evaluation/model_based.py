@@ -46,6 +46,8 @@ from metarl.training import config
 METHODS = ("grbal", "grbal-unadapted", "mb-mpc-adapted", "mb-mpc", "maml")
 PLANNER_KEYS = ("planner", "planner_horizon", "planner_candidates", "planner_iterations", "planner_noise",
                 "planner_kappa")
+# the step sizes `--inner-lr train` chooses among: GrBAL's code's 1e-3 to where the step starts to hurt (issue 26, H3)
+INNER_LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
 
 
 def load_model_run(path: str | Path) -> tuple[dict, dict, config.Config, int]:
@@ -59,6 +61,40 @@ def load_model_run(path: str | Path) -> tuple[dict, dict, config.Config, int]:
         raise ValueError(f"{str(run / 'model.pt')!r} is not a model written by metarl train (missing keys)")
     cfg = config.from_dict(model["config"], str(run / "model.pt"), quiet=True)
     return model["params"], model["stats"], cfg, model.get("env_steps")
+
+
+def choose_inner_lr(params: dict, stats: dict, cfg: config.Config, tasks: list[dict], *, horizon: int, seed: int,
+                    nthread: int = 0, grid: tuple[float, ...] = INNER_LR_GRID) -> dict:
+    """The online step size of one model, chosen on training tasks: the one whose inner step on the M past
+    transitions leaves the lowest error on the K next (the meta-training loss), over every window of the model's
+    own unadapted episodes on ``tasks``.
+
+    When the GrBAL run trained with ``switch_at``, these episodes switch the same way (each to the next task of
+    ``tasks``), so that some windows straddle a change: what online adaptation is for.
+
+    Args:
+        params, stats: the model.
+        cfg: the GrBAL run's config (planner, M, K, switch_at, family and its options).
+        tasks: training task draws, one episode each.
+        horizon: episode length.
+        seed: initial states and planner noise.
+        nthread: engine threads.
+        grid: the candidate step sizes.
+
+    Returns:
+        ``{"chosen", "grid", "future_before", "future_after" (one per grid value), "windows", "switch_at"}``.
+    """
+    switch = None if cfg.switch_at is None else (cfg.switch_at, tasks[1:] + tasks[:1])
+    episodes = run_controller(cfg.family, tasks, params, stats, horizon=horizon, past=cfg.past_steps, inner_lr=0.0,
+                              planner=planner_options(cfg), seed=seed, switch=switch,
+                              family_options=cfg.family_options, nthread=nthread)
+    errors = [model_errors(params, stats, episodes, cfg.past_steps, cfg.future_steps, a) for a in grid]
+    if errors[0] is None:
+        raise ValueError(f"--inner-lr train: no training episode holds a window of {cfg.past_steps} + "
+                         f"{cfg.future_steps} transitions")
+    after = [e["future_after"] for e in errors]
+    return {"chosen": grid[int(np.argmin(after))], "grid": list(grid), "future_before": errors[0]["future_before"],
+            "future_after": after, "windows": errors[0]["windows"], "switch_at": cfg.switch_at}
 
 
 def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int = 40, seed: int = 0,
@@ -86,7 +122,8 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
             every controller: what a knob costs in return, on the same model.
         methods: evaluate only these (names above; default: every one whose run is given).
         inner_lr: the online adaptation step size of the adapted controllers (grbal, mb-mpc-adapted) instead
-            of the GrBAL run's: what another alpha does to the same models.
+            of the GrBAL run's: what another alpha does to the same models; ``"train"``: each adapted model's
+            own, chosen on training tasks from :data:`INNER_LR_GRID` (:func:`choose_inner_lr`).
         progress: print a line per method.
 
     Returns:
@@ -114,9 +151,10 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
     horizon = horizon or cfg.horizon or envs.get_family(family).horizon
     if switch_at is not None and not 1 <= switch_at < horizon:
         raise ValueError(f"--switch-at must be in [1, {horizon - 1}], got {switch_at}")
-    if inner_lr is not None and not (isinstance(inner_lr, int | float) and np.isfinite(inner_lr) and inner_lr > 0):
-        raise ValueError(f"--inner-lr must be a finite number > 0, got {inner_lr!r}")
-    alpha = cfg.inner_lr if inner_lr is None else float(inner_lr)
+    if inner_lr not in (None, "train") and not (isinstance(inner_lr, int | float) and np.isfinite(inner_lr)
+                                                and inner_lr > 0):
+        raise ValueError(f"--inner-lr must be a finite number > 0 or 'train', got {inner_lr!r}")
+    alpha = cfg.inner_lr if inner_lr in (None, "train") else float(inner_lr)
     models = {"grbal": (params, stats, alpha, steps_used), "grbal-unadapted": (params, stats, 0.0, steps_used)}
     if mb_run is not None:
         mb_params, mb_stats, mb_cfg, mb_steps = load_model_run(mb_run)
@@ -137,6 +175,16 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
     if progress:  # every argument checked: the evaluation starts
         print(f"evaluating on {num_tasks} held-out task draws (one episode each; a broken-actuator family has one "
               "held-out joint or leg):", flush=True)
+    choices = {}
+    if inner_lr == "train":  # each adapted model at its own best step, as the gradient protocol's baselines
+        train_tasks = envs.task_split(family, "train", num_tasks, seed, **cfg.family_options)
+        for name, (p, s, lr, used) in list(models.items()):
+            if lr > 0:
+                choices[name] = choose_inner_lr(p, s, cfg, train_tasks, horizon=horizon, seed=seed, nthread=nthread)
+                models[name] = (p, s, choices[name]["chosen"], used)
+                if progress:
+                    print(f"  {name:16s} inner lr {choices[name]['chosen']:g}, chosen on {num_tasks} training "
+                          "task draws", flush=True)
     methods = {}
     for name, (p, s, lr, used) in models.items():
         ep = run_controller(family, tasks, p, s, horizon=horizon, past=cfg.past_steps, inner_lr=lr, planner=plan_opts,
@@ -149,7 +197,9 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
                          # what the controller did and how well its model knew it (issue 26's diagnostics)
                          "mean_abs_action": float(ep["act"].abs().mean(-1)[valid].mean()),
                          "reward_per_step": float(ep["reward"][valid].mean()),
-                         "model_error": model_errors(p, s, ep, cfg.past_steps, cfg.future_steps, alpha)}
+                         "model_error": model_errors(p, s, ep, cfg.past_steps, cfg.future_steps, lr or alpha)}
+        if name in choices:
+            methods[name]["inner_lr_choice"] = choices[name]
         if progress:
             print(f"  {name:16s} {mean:9.1f} [{lo:.1f}, {hi:.1f}]   trained on {used} env steps", flush=True)
     if maml is not None:

@@ -5,6 +5,7 @@ import csv
 import pytest
 import torch
 
+import envs
 from metarl import cli
 from metarl.training import config
 from policies.dynamics import predict
@@ -120,8 +121,9 @@ def test_eval_model_scores_every_method_on_the_held_out_joint(tiny_runs, tmp_pat
     (["--planner", "inner_lr=0.1"], "--planner settings must be among"),
     (["--planner", "planner_candidates=0"], "planner_candidates"),
     (["--methods", "grbal,maml"], "need --mb-run"), (["--methods", "pets"], "--methods must be among"),
-    (["--inner-lr", "0"], "--inner-lr must be a finite number > 0, got 0.0"),
-    (["--inner-lr", "nan"], "--inner-lr must be a finite number > 0, got nan"),
+    (["--inner-lr", "0"], "--inner-lr must be a finite number > 0 or 'train', got 0.0"),
+    (["--inner-lr", "nan"], "--inner-lr must be a finite number > 0 or 'train', got nan"),
+    (["--inner-lr", "fast"], "must be a number or 'train', got 'fast'"),
 ])
 def test_eval_model_bad_input_names_the_problem(tiny_runs, tmp_path, capsys, extra, message):
     extra = [{"GRBAL": str(tiny_runs / "grbal"), "MB": str(tiny_runs / "mb-mpc")}.get(x, x) for x in extra]
@@ -224,6 +226,37 @@ def test_eval_model_inner_lr_replaces_the_runs_alpha_for_the_adapted_controllers
     assert bold["grbal-unadapted"]["inner_lr"] == 0.0
     assert bold["grbal-unadapted"]["per_task"] == base["grbal-unadapted"]["per_task"]  # the unadapted one unchanged
     assert bold["grbal"]["per_task"] != base["grbal"]["per_task"]
+
+
+def test_eval_model_inner_lr_train_picks_the_grid_step_with_the_lowest_error_on_training_tasks(tiny_runs, tmp_path):
+    import json
+
+    from metarl.evaluation.model_based import INNER_LR_GRID, load_model_run
+    from metarl.learners.model_based.grbal import model_errors, run_controller
+    from metarl.learners.model_based.learner import planner_options
+
+    def run(name, *extra):
+        assert cli.main(["eval-model", str(tiny_runs / "grbal"), "--tasks", "2", "--nthread", "1",
+                         "--methods", "grbal,grbal-unadapted", "--out", str(tmp_path / name), "--no-progress",
+                         *extra]) == 0
+        return json.loads((tmp_path / name / "model_eval.json").read_text())["methods"]
+
+    chosen = run("train", "--inner-lr", "train")
+    choice = chosen["grbal"]["inner_lr_choice"]
+    assert choice["grid"] == list(INNER_LR_GRID) and "inner_lr_choice" not in chosen["grbal-unadapted"]
+    # the errors are those of the model's own unadapted episodes on the training draws, recomputed here
+    params, stats, cfg, _ = load_model_run(tiny_runs / "grbal")
+    train = envs.task_split(cfg.family, "train", 2, 0, **cfg.family_options)
+    assert all(t["joint"] != 3 for t in train)
+    episodes = run_controller(cfg.family, train, params, stats, horizon=cfg.horizon, past=cfg.past_steps,
+                              planner=planner_options(cfg), seed=0, nthread=1, family_options=cfg.family_options)
+    expected = [model_errors(params, stats, episodes, cfg.past_steps, cfg.future_steps, a)["future_after"]
+                for a in INNER_LR_GRID]
+    assert choice["future_after"] == pytest.approx(expected, rel=1e-6)
+    assert choice["chosen"] == INNER_LR_GRID[expected.index(min(expected))] == chosen["grbal"]["inner_lr"]
+    # and the controller then runs exactly as when given that step size
+    given = run("given", "--inner-lr", str(choice["chosen"]))
+    assert given["grbal"]["per_task"] == chosen["grbal"]["per_task"]
 
 
 def test_switch_at_changes_the_training_task_mid_episode(tmp_path):
