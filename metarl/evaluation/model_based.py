@@ -46,6 +46,7 @@ from metarl.training import config
 METHODS = ("grbal", "grbal-unadapted", "mb-mpc-adapted", "mb-mpc", "maml")
 PLANNER_KEYS = ("planner", "planner_horizon", "planner_candidates", "planner_iterations", "planner_noise",
                 "planner_kappa")
+ADAPTED_PAIR = {"grbal-unadapted": "grbal", "mb-mpc": "mb-mpc-adapted"}
 # the step sizes `--inner-lr train` chooses among: GrBAL's code's 1e-3 to where the step starts to hurt (issue 26, H3)
 INNER_LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
 
@@ -64,44 +65,53 @@ def load_model_run(path: str | Path) -> tuple[dict, dict, config.Config, int]:
 
 
 def choose_inner_lr(params: dict, stats: dict, cfg: config.Config, tasks: list[dict], *, horizon: int, seed: int,
-                    nthread: int = 0, grid: tuple[float, ...] = INNER_LR_GRID) -> dict:
+                    nthread: int = 0, grid: tuple[float, ...] | None = None) -> dict:
     """The online step size of one model, chosen on training tasks: the one whose inner step on the M past
-    transitions leaves the lowest error on the K next (the meta-training loss), over every window of the model's
-    own unadapted episodes on ``tasks``.
+    transitions leaves the lowest error on the K next (the meta-training loss), over the disjoint windows of
+    M + K transitions of the model's own unadapted episodes on ``tasks``.
 
-    When the GrBAL run trained with ``switch_at``, these episodes switch the same way (each to the next task of
-    ``tasks``), so that some windows straddle a change: what online adaptation is for.
+    When the GrBAL run trained with ``switch_at``, these episodes switch at that step too, each to the next
+    task of ``tasks`` that differs from its own, so that the windows around the change hold one: what online
+    adaptation is for. (The same for every model evaluated: one protocol.)
 
     Args:
         params, stats: the model.
         cfg: the GrBAL run's config (planner, M, K, switch_at, family and its options).
         tasks: training task draws, one episode each.
-        horizon: episode length.
+        horizon: episode length (> ``switch_at`` and >= M + K: checked by the caller).
         seed: initial states and planner noise.
         nthread: engine threads.
-        grid: the candidate step sizes.
+        grid: the candidate step sizes (default :data:`INNER_LR_GRID`).
 
     Returns:
-        ``{"chosen", "grid", "future_before", "future_after" (one per grid value), "windows", "switch_at"}``.
+        ``{"chosen", "grid", "future_before", "future_after" (one per grid value), "windows", "switch_at"}``; a
+        step whose error is not finite (a diverging step) is never chosen.
     """
-    switch = None if cfg.switch_at is None else (cfg.switch_at, tasks[1:] + tasks[:1])
+    grid = tuple(INNER_LR_GRID if grid is None else grid)
+    switch = None if cfg.switch_at is None else (cfg.switch_at, next_different(tasks))
     episodes = run_controller(cfg.family, tasks, params, stats, horizon=horizon, past=cfg.past_steps, inner_lr=0.0,
                               planner=planner_options(cfg), seed=seed, switch=switch,
                               family_options=cfg.family_options, nthread=nthread)
     errors = [model_errors(params, stats, episodes, cfg.past_steps, cfg.future_steps, a) for a in grid]
-    if errors[0] is None:
-        raise ValueError(f"--inner-lr train: no training episode holds a window of {cfg.past_steps} + "
-                         f"{cfg.future_steps} transitions")
+    if errors[0] is None:  # every episode ended (an Ant fell) before M + K steps
+        raise ValueError(f"--inner-lr train: no training episode lasted {cfg.past_steps} + {cfg.future_steps} steps")
     after = [e["future_after"] for e in errors]
-    return {"chosen": grid[int(np.argmin(after))], "grid": list(grid), "future_before": errors[0]["future_before"],
+    finite = [a if np.isfinite(a) else np.inf for a in after]
+    return {"chosen": grid[int(np.argmin(finite))], "grid": list(grid), "future_before": errors[0]["future_before"],
             "future_after": after, "windows": errors[0]["windows"], "switch_at": cfg.switch_at}
+
+
+def next_different(tasks: list[dict]) -> list[dict]:
+    """For each task, the next one in the list (cyclically) that differs from it; itself if none does."""
+    n = len(tasks)
+    return [next((tasks[(i + k) % n] for k in range(1, n) if tasks[(i + k) % n] != t), t) for i, t in enumerate(tasks)]
 
 
 def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int = 40, seed: int = 0,
                          horizon: int | None = None, mb_run: str | Path | None = None,
                          maml_run: str | Path | None = None, maml_steps: int = 1, episodes: int = 10,
                          switch_at: int | None = None, nthread: int = 0, planner: dict | None = None,
-                         methods: list[str] | None = None, inner_lr: float | None = None,
+                         methods: list[str] | None = None, inner_lr: float | str | None = None,
                          progress: bool = True) -> dict:
     """Evaluate a GrBAL run and its baselines; write ``model_eval.json`` and ``model_eval.png``.
 
@@ -154,6 +164,13 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
     if inner_lr not in (None, "train") and not (isinstance(inner_lr, int | float) and np.isfinite(inner_lr)
                                                 and inner_lr > 0):
         raise ValueError(f"--inner-lr must be a finite number > 0 or 'train', got {inner_lr!r}")
+    if inner_lr == "train":  # the choice's episodes must hold whole windows, and the run's switch must fit
+        if horizon < cfg.past_steps + cfg.future_steps:
+            raise ValueError(f"--inner-lr train needs episodes of at least {cfg.past_steps} + {cfg.future_steps} "
+                             f"steps (the run's past_steps + future_steps), got --horizon {horizon}")
+        if cfg.switch_at is not None and cfg.switch_at >= horizon:
+            raise ValueError(f"--inner-lr train switches the training episodes at the run's switch_at "
+                             f"{cfg.switch_at}, which needs --horizon above it, got {horizon}")
     alpha = cfg.inner_lr if inner_lr in (None, "train") else float(inner_lr)
     models = {"grbal": (params, stats, alpha, steps_used), "grbal-unadapted": (params, stats, 0.0, steps_used)}
     if mb_run is not None:
@@ -187,6 +204,9 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
                           "task draws", flush=True)
     methods = {}
     for name, (p, s, lr, used) in models.items():
+        # the step of "after" in the model's error: its own, or for an unadapted model its adapted pair's
+        pair = models.get(ADAPTED_PAIR.get(name))
+        error_lr = lr or (pair[2] if pair else alpha)
         ep = run_controller(family, tasks, p, s, horizon=horizon, past=cfg.past_steps, inner_lr=lr, planner=plan_opts,
                             seed=seed, family_options=cfg.family_options, nthread=nthread)
         per_task = ep["returns"].numpy()
@@ -197,7 +217,7 @@ def evaluate_model_based(run: str | Path, out_dir: str | Path, *, num_tasks: int
                          # what the controller did and how well its model knew it (issue 26's diagnostics)
                          "mean_abs_action": float(ep["act"].abs().mean(-1)[valid].mean()),
                          "reward_per_step": float(ep["reward"][valid].mean()),
-                         "model_error": model_errors(p, s, ep, cfg.past_steps, cfg.future_steps, lr or alpha)}
+                         "model_error": model_errors(p, s, ep, cfg.past_steps, cfg.future_steps, error_lr)}
         if name in choices:
             methods[name]["inner_lr_choice"] = choices[name]
         if progress:

@@ -228,35 +228,68 @@ def test_eval_model_inner_lr_replaces_the_runs_alpha_for_the_adapted_controllers
     assert bold["grbal"]["per_task"] != base["grbal"]["per_task"]
 
 
-def test_eval_model_inner_lr_train_picks_the_grid_step_with_the_lowest_error_on_training_tasks(tiny_runs, tmp_path):
+def test_eval_model_inner_lr_train_picks_the_grid_step_with_the_lowest_error_on_training_tasks(tiny_runs, tmp_path,
+                                                                                               monkeypatch):
     import json
 
-    from metarl.evaluation.model_based import INNER_LR_GRID, load_model_run
+    from metarl.evaluation import model_based
     from metarl.learners.model_based.grbal import model_errors, run_controller
     from metarl.learners.model_based.learner import planner_options
 
+    grid = (0.002, 0.05)  # neither is the runs' inner_lr (0.01): a choice not applied would show
+    monkeypatch.setattr(model_based, "INNER_LR_GRID", grid)
+
     def run(name, *extra):
-        assert cli.main(["eval-model", str(tiny_runs / "grbal"), "--tasks", "2", "--nthread", "1",
-                         "--methods", "grbal,grbal-unadapted", "--out", str(tmp_path / name), "--no-progress",
-                         *extra]) == 0
+        assert cli.main(["eval-model", str(tiny_runs / "grbal"), "--mb-run", str(tiny_runs / "mb-mpc"), "--tasks", "2",
+                         "--nthread", "1", "--out", str(tmp_path / name), "--no-progress",
+                         "--methods", "grbal,grbal-unadapted,mb-mpc-adapted,mb-mpc", *extra]) == 0
         return json.loads((tmp_path / name / "model_eval.json").read_text())["methods"]
 
     chosen = run("train", "--inner-lr", "train")
-    choice = chosen["grbal"]["inner_lr_choice"]
-    assert choice["grid"] == list(INNER_LR_GRID) and "inner_lr_choice" not in chosen["grbal-unadapted"]
-    # the errors are those of the model's own unadapted episodes on the training draws, recomputed here
-    params, stats, cfg, _ = load_model_run(tiny_runs / "grbal")
+    assert "inner_lr_choice" not in chosen["grbal-unadapted"] and "inner_lr_choice" not in chosen["mb-mpc"]
+    _, _, cfg, _ = model_based.load_model_run(tiny_runs / "grbal")
     train = envs.task_split(cfg.family, "train", 2, 0, **cfg.family_options)
-    assert all(t["joint"] != 3 for t in train)
-    episodes = run_controller(cfg.family, train, params, stats, horizon=cfg.horizon, past=cfg.past_steps,
-                              planner=planner_options(cfg), seed=0, nthread=1, family_options=cfg.family_options)
-    expected = [model_errors(params, stats, episodes, cfg.past_steps, cfg.future_steps, a)["future_after"]
-                for a in INNER_LR_GRID]
-    assert choice["future_after"] == pytest.approx(expected, rel=1e-6)
-    assert choice["chosen"] == INNER_LR_GRID[expected.index(min(expected))] == chosen["grbal"]["inner_lr"]
-    # and the controller then runs exactly as when given that step size
-    given = run("given", "--inner-lr", str(choice["chosen"]))
-    assert given["grbal"]["per_task"] == chosen["grbal"]["per_task"]
+    assert all(t["joint"] != 3 for t in train)  # never the held-out joint
+    for adapted, unadapted, run_dir in (("grbal", "grbal-unadapted", "grbal"), ("mb-mpc-adapted", "mb-mpc", "mb-mpc")):
+        choice = chosen[adapted]["inner_lr_choice"]
+        # the errors are those of the model's own unadapted episodes on the training draws, recomputed here
+        params, stats, _, _ = model_based.load_model_run(tiny_runs / run_dir)
+        episodes = run_controller(cfg.family, train, params, stats, horizon=cfg.horizon, past=cfg.past_steps,
+                                  planner=planner_options(cfg), seed=0, nthread=1, family_options=cfg.family_options)
+        expected = [model_errors(params, stats, episodes, cfg.past_steps, cfg.future_steps, a)["future_after"]
+                    for a in grid]
+        assert choice["grid"] == list(grid) and choice["future_after"] == pytest.approx(expected, rel=1e-6)
+        best = grid[expected.index(min(expected))]
+        assert choice["chosen"] == best == chosen[adapted]["inner_lr"] == chosen[adapted]["model_error"]["inner_lr"]
+        assert chosen[unadapted]["inner_lr"] == 0.0 and chosen[unadapted]["model_error"]["inner_lr"] == best
+    # and each controller then runs exactly as when given its step size
+    for adapted in ("grbal", "mb-mpc-adapted"):
+        given = run(f"given-{adapted}", "--inner-lr", str(chosen[adapted]["inner_lr"]))
+        assert given[adapted]["per_task"] == chosen[adapted]["per_task"]
+
+
+def test_inner_lr_train_switches_as_the_run_trained_and_refuses_episodes_too_short(tmp_path, capsys):
+    import json
+
+    from metarl.evaluation.model_based import next_different
+
+    assert next_different([{"j": 1}, {"j": 1}, {"j": 2}]) == [{"j": 2}, {"j": 2}, {"j": 1}]
+    assert next_different([{"j": 1}, {"j": 1}]) == [{"j": 1}, {"j": 1}]  # nothing else to switch to
+    run = tmp_path / "sw"
+    assert cli.main(["train", CONFIG, *TINY, "--set", "iterations=1", "--set", "switch_at=35", "--out", str(run),
+                     "--no-progress"]) == 0
+    out = tmp_path / "ev"
+    assert cli.main(["eval-model", str(run), "--tasks", "2", "--nthread", "1", "--methods", "grbal", "--inner-lr",
+                     "train", "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "model_eval.json").read_text())["methods"]["grbal"]["inner_lr_choice"]["switch_at"] == 35
+    for horizon, message in (("34", "switches the training episodes at the run's switch_at 35, which needs --horizon "
+                                    "above it, got 34"),
+                             ("20", "--inner-lr train needs episodes of at least 16 + 16 steps")):
+        with pytest.raises(SystemExit):
+            cli.main(["eval-model", str(run), "--tasks", "2", "--nthread", "1", "--inner-lr", "train", "--horizon",
+                      horizon, "--out", str(tmp_path / f"no-{horizon}")])
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / f"no-{horizon}").exists()
 
 
 def test_switch_at_changes_the_training_task_mid_episode(tmp_path):
