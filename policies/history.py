@@ -119,11 +119,11 @@ def histories(obs: torch.Tensor, actions: torch.Tensor, steps: torch.Tensor, his
 # --- acting in the sampler ---------------------------------------------------------------------------------
 
 
-def _act(policy: dict, x: torch.Tensor, activation: str, deterministic: bool, generator) -> torch.Tensor:
+def _act(policy: dict, x: torch.Tensor, activation: str, deterministic: bool, noise) -> torch.Tensor:
     mean, log_std = gaussian.mean_log_std(policy, x, activation)
     if deterministic:
         return mean
-    return gaussian.sample(mean, log_std, torch.randn(mean.shape, generator=generator))
+    return gaussian.sample(mean, log_std, noise)
 
 
 class TeacherPolicy:
@@ -146,11 +146,11 @@ class TeacherPolicy:
     def initial_state(self, num: int):
         return None
 
-    def act(self, obs, state, last_reward, episode_start, deterministic=False, generator=None):
+    def act(self, obs, state, last_reward, episode_start, deterministic=False, noise=None):
         obs_dim = self.obs_mean.shape[0]
         x = (obs[:, :obs_dim] - self.obs_mean) / self.obs_std
         z = encode(self.encoder, obs[:, obs_dim:])
-        return _act(self.policy, torch.cat([x, z], dim=1), self.activation, deterministic, generator), state
+        return _act(self.policy, torch.cat([x, z], dim=1), self.activation, deterministic, noise), state
 
 
 class StudentPolicy:
@@ -179,11 +179,11 @@ class StudentPolicy:
     def initial_state(self, num: int) -> torch.Tensor:
         return torch.zeros(num, self.history_steps, self.obs_mean.shape[0] + self.act_dim)
 
-    def act(self, obs, state, last_reward, episode_start, deterministic=False, generator=None):
+    def act(self, obs, state, last_reward, episode_start, deterministic=False, noise=None):
         obs_dim = self.obs_mean.shape[0]
         x = (obs[:, :obs_dim] - self.obs_mean) / self.obs_std
         state = torch.where(episode_start.view(-1, 1, 1), torch.zeros_like(state), state)  # a reset robot
         z = self.latent(obs) if self.latent is not None else adapt(self.adaptation, state)
-        action = _act(self.policy, torch.cat([x, z], dim=1), self.activation, deterministic, generator)
+        action = _act(self.policy, torch.cat([x, z], dim=1), self.activation, deterministic, noise)
         state = torch.cat([state[:, 1:], torch.cat([x, action], dim=1)[:, None]], dim=1)
         return action, state

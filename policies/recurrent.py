@@ -102,11 +102,11 @@ class GruPolicy:
     def initial_state(self, num: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.zeros(num, self.state_size), torch.zeros(num, self.act_dim)
 
-    def act(self, obs, state, last_reward, episode_start, deterministic=False, generator=None):
+    def act(self, obs, state, last_reward, episode_start, deterministic=False, noise=None):
         hidden, prev_action = state
         if self.obs_mean is not None:
             obs = (obs - self.obs_mean) / self.obs_std
         hidden = step(self.params, inputs(obs, prev_action, last_reward, episode_start), hidden)
         mean, log_std, _ = heads(self.params, hidden)
-        action = mean if deterministic else mean + torch.exp(log_std) * torch.randn(mean.shape, generator=generator)
+        action = mean if deterministic else mean + torch.exp(log_std) * noise
         return action, (hidden, action)

@@ -52,9 +52,11 @@ class BatchPolicy(Protocol):
 
     ``initial_state(N)`` gives the state at the start of a trial (``None`` for a stateless policy, else a
     tensor or tuple of tensors with a leading axis N). ``act(obs [N, obs_dim], state, last_reward [N],
-    episode_start [N] bool, deterministic, generator) -> (actions [N, act_dim], state)`` is called at
+    episode_start [N] bool, deterministic, noise) -> (actions [N, act_dim], state)`` is called at
     every control step with the reward of the simulation's previous step (0 at a trial's start) and
-    whether this step starts an episode: what RL²'s input needs besides the observation.
+    whether this step starts an episode: what RL²'s input needs besides the observation. ``noise``
+    ``[N, act_dim]`` is the standard normal draw of the step (None when deterministic): the sampler draws
+    it per task, so that a policy acts the same in a shard of the tasks as in the whole batch.
     :meth:`Sampler.sample_trials` runs trials of several episodes of one task, passes the state on across
     their boundaries and calls ``initial_state`` again only for a new trial.
     """
@@ -63,7 +65,7 @@ class BatchPolicy(Protocol):
         ...
 
     def act(self, obs: torch.Tensor, state: object, last_reward: torch.Tensor, episode_start: torch.Tensor,
-            deterministic: bool = False, generator: torch.Generator | None = None) -> tuple[torch.Tensor, object]:
+            deterministic: bool = False, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, object]:
         ...
 
 
@@ -87,15 +89,16 @@ LOCAL = SamplerChoice()
 
 
 def make_sampler(choice: SamplerChoice, family: str, num_tasks: int, episodes_per_task: int, horizon: int | None,
-                 nthread: int = 0, **common) -> EpisodeSampler:
-    """The sampler ``choice`` names; ``common``: seed, activation, action_scale and family options."""
+                 nthread: int = 0, lazy: bool = False, **common) -> EpisodeSampler:
+    """The sampler ``choice`` names; ``common``: seed, activation, action_scale and family options; ``lazy``:
+    Ray's actors start at the first call (:class:`metarl.sampling.ray.RaySampler`)."""
     if choice.kind == "local":
         return Sampler(family, num_tasks, episodes_per_task, horizon, nthread=nthread, **common)
     if choice.kind == "ray":
         from metarl.sampling.ray import RaySampler
 
         return RaySampler(family, num_tasks, episodes_per_task, horizon, num_workers=choice.num_workers,
-                          cpus_per_worker=choice.cpus_per_worker, address=choice.address, **common)
+                          cpus_per_worker=choice.cpus_per_worker, address=choice.address, lazy=lazy, **common)
     raise ValueError(f"sampler must be 'local' or 'ray', got {choice.kind!r}")
 
 

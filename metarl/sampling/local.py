@@ -204,13 +204,16 @@ class Sampler:
         The state is ``None`` or a tensor (or tuple of tensors) with a leading simulation axis; a
         simulation whose episode has ended keeps its state until the next episode of the trial starts.
         Episode 0 of a trial starts from the same initial state as :meth:`sample`'s episode with the same
-        seeds; episode k > 0 from ``default_rng([reset_seed, task_id, e, k])``.
+        seeds; episode k > 0 from ``default_rng([reset_seed, task_id, e, k])``; the action noise of task t
+        comes from a generator of ``(noise_seed, t)`` alone, so that a shard of the tasks sampled alone
+        (:meth:`sample_trials_seeded`, a Ray worker) gives the same trials.
 
         Args:
             policy: ``initial_state(N)`` and ``act(obs [N, obs_dim], state, last_reward [N],
-                episode_start [N] bool, deterministic, generator) -> (actions [N, act_dim], state)``.
+                episode_start [N] bool, deterministic, noise [N, act_dim]) -> (actions [N, act_dim], state)``.
             tasks: T task dicts.
             episodes_per_trial: K >= 1.
+            deterministic: act with the policy mean (no noise).
             switch: ``(k, new_tasks)``: in every episode, each simulation of task t changes to ``new_tasks[t]``
                 after k steps, without a reset (:meth:`envs.engine.BatchedEnv.schedule_switch`); with
                 ``task_in_obs`` the appended features change with it.
@@ -219,14 +222,29 @@ class Sampler:
             :class:`Episodes` ``[T, E, K * H]``: episode k of a trial at steps ``k * H .. k * H + H - 1``,
             each episode's end flagged in ``terminated`` / ``truncated``, steps after it masked.
         """
+        if len(tasks) != self.num_tasks:
+            raise ValueError(f"sampler was built for {self.num_tasks} tasks, got {len(tasks)}")
+        reset_seed, noise_seed = self.next_seeds()
+        return self.sample_trials_seeded(policy, tasks, range(self.num_tasks), reset_seed, noise_seed,
+                                         episodes_per_trial, deterministic, switch)
+
+    def sample_trials_seeded(self, policy, tasks: list[dict], task_ids, reset_seed: int, noise_seed: int,
+                             episodes_per_trial: int, deterministic: bool = False,
+                             switch: tuple[int, list[dict]] | None = None) -> Episodes:
+        """:meth:`sample_trials` with the randomness of tasks ``task_ids`` of a call seeded so (as
+        :meth:`sample_seeded` for :meth:`sample`)."""
         T, E, H, K = self.num_tasks, self.episodes_per_task, self.horizon, int(episodes_per_trial)
-        if len(tasks) != T:
-            raise ValueError(f"sampler was built for {T} tasks, got {len(tasks)}")
+        task_ids = [int(i) for i in task_ids]
+        if len(tasks) != T or len(task_ids) != T:
+            raise ValueError(f"sampler was built for {T} tasks, got {len(tasks)} tasks and {len(task_ids)} ids")
         if K < 1:
             raise ValueError(f"episodes_per_trial must be >= 1, got {episodes_per_trial!r}")
-        reset_seed, noise_seed = self.next_seeds()
-        generator = torch.Generator().manual_seed(noise_seed)
         N = T * E
+        noise = None
+        if not deterministic:  # [K * H, N, A]: task t's from its own generator, whatever the other tasks
+            noise = torch.stack([torch.randn((K * H, E, self.act_dim),
+                                             generator=torch.Generator().manual_seed(_task_seed(noise_seed, t)))
+                                 for t in task_ids], dim=1).view(K * H, N, self.act_dim)
         self.env.set_tasks([task for task in tasks for _ in range(E)])
         obs = torch.zeros(K * H, N, self.obs_dim)
         actions = torch.zeros(K * H, N, self.act_dim)
@@ -248,10 +266,12 @@ class Sampler:
         state = policy.initial_state(N)
         last_reward = torch.zeros(N)
         low, high = self.env.single_action_space.low, self.env.single_action_space.high
+        # one torch thread, as sample(): a worker's thread count then cannot change the policy's rounding, and
+        # small products beside the engine run faster so
         try:  # a failing policy must not leave the switch scheduled on this sampler's engine
-            with torch.no_grad():
+            with torch.no_grad(), _one_torch_thread():
                 for k in range(K):
-                    seeds = [[reset_seed, t, e] + ([k] if k else []) for t in range(T) for e in range(E)]
+                    seeds = [[reset_seed, t, e] + ([k] if k else []) for t in task_ids for e in range(E)]
                     obs_np, _ = self.env.reset(seed=seeds)
                     active = torch.ones(N, dtype=torch.bool)
                     for h in range(H):
@@ -261,7 +281,8 @@ class Sampler:
                             now_features = switched_features if switch is not None and h >= switch_at else features
                             o = torch.cat([o, now_features], dim=1)
                         start = torch.full((N,), h == 0)
-                        a, new_state = policy.act(o, state, last_reward, start, deterministic, generator)
+                        a, new_state = policy.act(o, state, last_reward, start, deterministic,
+                                                  None if noise is None else noise[row])
                         state = _keep_where(active, new_state, state)
                         env_actions = a.double().numpy() * self.action_scale
                         if self.clip_actions:
@@ -308,11 +329,10 @@ class MlpPolicy:
     def initial_state(self, num: int):
         return None
 
-    def act(self, obs, state, last_reward, episode_start, deterministic=False, generator=None):
+    def act(self, obs, state, last_reward, episode_start, deterministic=False, noise=None):
         mean, log_std = gaussian.mean_log_std(self.params, obs, self.activation)
         if deterministic:
             return mean, state
-        noise = torch.randn(mean.shape, generator=generator)
         return gaussian.sample(mean, log_std, noise), state
 
 

@@ -5,7 +5,9 @@ on the driver exactly as the local sampler does and sends every actor its tasks,
 the meta-batch, and their parameters (the shared ones once through the object store, or each shard's
 slice of the per-task adapted ones). Because episode ``e`` of task ``t`` takes its randomness from
 ``(seed, t, e)`` only (:meth:`Sampler.sample_seeded`), the gathered :class:`Episodes` equal the
-local sampler's for the same seed, however the tasks are split.
+local sampler's for the same seed, however the tasks are split. Trials of a stateful policy
+(:meth:`RaySampler.sample_trials`, RL² and RMA) are sharded the same way, the policy object sent once:
+their action noise is drawn per task too (:meth:`Sampler.sample_trials_seeded`).
 
 An actor that dies (its process killed, its node lost) is replaced by a new one and its shard is
 sampled again with the same seeds, so the result does not change; each replacement is logged and
@@ -117,6 +119,16 @@ class SamplerWorker:
         self.seconds = time.perf_counter() - t0
         return episodes
 
+    def sample_trials(self, policy, tasks: list[dict], task_ids: list[int], reset_seed: int, noise_seed: int,
+                      episodes_per_trial: int, deterministic: bool, switch) -> Episodes:
+        import time
+
+        t0 = time.perf_counter()
+        episodes = self.sampler.sample_trials_seeded(policy, tasks, task_ids, reset_seed, noise_seed,
+                                                     episodes_per_trial, deterministic, switch)
+        self.seconds = time.perf_counter() - t0
+        return episodes
+
     def last_seconds(self) -> float:
         return self.seconds
 
@@ -136,12 +148,14 @@ class RaySampler:
         cpus_per_worker: CPUs Ray reserves for each actor; its engine uses as many threads.
         address: a running Ray cluster (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``); None starts
             a local Ray instance unless one is already initialised in this process.
+        lazy: start the actors at the first sampling call instead of now (a learner with two samplers used
+            in turn keeps one set of actors on the cluster: :meth:`suspend` the other).
         **options: family options.
     """
 
     def __init__(self, family: str, num_tasks: int, episodes_per_task: int, horizon: int | None = None,
                  seed: int = 0, activation: str = "tanh", action_scale: float = 1.0, num_workers: int = 2,
-                 cpus_per_worker: int = 1, address: str | None = None, **options):
+                 cpus_per_worker: int = 1, address: str | None = None, lazy: bool = False, **options):
         connect(address, num_workers, cpus_per_worker)
         import ray
 
@@ -156,8 +170,14 @@ class RaySampler:
                                  activation=activation, action_scale=float(action_scale),
                                  nthread=cpus_per_worker, options=dict(options))
         self._actor_cls = ray.remote(num_cpus=cpus_per_worker, max_restarts=0)(SamplerWorker)
-        self.workers = [self._start_worker(i) for i in range(len(self.shards))]
         self.restarts = 0  # since this sampler was made (a resumed run counts from 0 again)
+        self.workers = None  # None: not started (or suspended); []: closed
+        if not lazy:
+            self._start_workers()
+
+    def _start_workers(self) -> None:
+        ray = self._ray
+        self.workers = [self._start_worker(i) for i in range(len(self.shards))]
         try:  # a worker that cannot start (metarl or MuJoCo missing on a node) is a setup error, not a death
             ray.get([w.pid.remote() for w in self.workers], timeout=STARTUP_TIMEOUT_S)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as e:
@@ -181,10 +201,7 @@ class RaySampler:
 
     def sample(self, params: dict[str, torch.Tensor], tasks: list[dict], deterministic: bool = False) -> Episodes:
         """Roll out E episodes of each task on the actors; see :meth:`Sampler.sample`."""
-        if len(tasks) != self.num_tasks:
-            raise ValueError(f"sampler was built for {self.num_tasks} tasks, got {len(tasks)}")
-        if not self.workers:
-            raise RuntimeError("this RaySampler was closed")
+        self._check(tasks)
         ray = self._ray
         reset_seed, noise_seed = self.next_seeds()
         params = {k: v.detach().cpu() for k, v in params.items()}
@@ -198,6 +215,39 @@ class RaySampler:
             return self.workers[shard].sample.remote(shard_params, tasks[start:stop], list(range(start, stop)),
                                                      reset_seed, noise_seed, deterministic)
 
+        return self._gather(submit)
+
+    def sample_trials(self, policy, tasks: list[dict], episodes_per_trial: int, deterministic: bool = False,
+                      switch: tuple[int, list[dict]] | None = None) -> Episodes:
+        """Roll out E trials of K episodes of each task on the actors, the policy (a picklable
+        :class:`metarl.sampling.BatchPolicy`) sent once; see :meth:`Sampler.sample_trials`."""
+        self._check(tasks)
+        if switch is not None and len(switch[1]) != self.num_tasks:
+            raise ValueError(f"switch: {self.num_tasks} new tasks needed, got {len(switch[1])}")
+        reset_seed, noise_seed = self.next_seeds()
+        policy_ref = self._ray.put(policy)
+
+        def submit(shard: int):
+            start, stop = self.shards[shard]
+            shard_switch = None if switch is None else (switch[0], switch[1][start:stop])
+            return self.workers[shard].sample_trials.remote(policy_ref, tasks[start:stop], list(range(start, stop)),
+                                                            reset_seed, noise_seed, episodes_per_trial, deterministic,
+                                                            shard_switch)
+
+        return self._gather(submit)
+
+    def _check(self, tasks: list[dict]) -> None:
+        if len(tasks) != self.num_tasks:
+            raise ValueError(f"sampler was built for {self.num_tasks} tasks, got {len(tasks)}")
+        if self.workers == []:
+            raise RuntimeError("this RaySampler was closed")
+        if self.workers is None:
+            self._start_workers()
+
+    def _gather(self, submit) -> Episodes:
+        """Every shard's episodes (``submit(shard)`` starts one on its actor), concatenated in task order; a
+        shard whose actor died is sampled again on a new actor, with the same seeds."""
+        ray = self._ray
         pending = {shard: submit(shard) for shard in range(len(self.shards))}
         results: dict[int, Episodes] = {}
         restarts_this_call = 0
@@ -222,8 +272,14 @@ class RaySampler:
         parts = [results[s] for s in range(len(self.shards))]
         return Episodes(*(torch.cat(fields, dim=0) for fields in zip(*parts, strict=True)))
 
-    def close(self) -> None:
-        """Stop the actors (the Ray instance stays up for the rest of the process)."""
-        for w in self.workers:
+    def suspend(self) -> None:
+        """Stop the actors, freeing their CPUs; the next sampling call starts new ones (the seeds carry on)."""
+        for w in self.workers or []:
             self._ray.kill(w)
+        if self.workers:
+            self.workers = None
+
+    def close(self) -> None:
+        """Stop the actors for good (the Ray instance stays up for the rest of the process)."""
+        self.suspend()
         self.workers = []

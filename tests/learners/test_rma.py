@@ -34,7 +34,8 @@ def test_the_student_holds_the_history_the_module_is_trained_on():
     state, actions = student.initial_state(N), []
     states = []
     for t in range(T):
-        a, state = student.act(raw[:, t], state, torch.zeros(N), torch.full((N,), t == 0), generator=gen)
+        a, state = student.act(raw[:, t], state, torch.zeros(N), torch.full((N,), t == 0),
+                               noise=torch.randn(N, 2, generator=gen))
         actions.append(a)
         states.append(state)
     actions = torch.stack(actions, 1)
@@ -49,7 +50,8 @@ def test_the_student_holds_the_history_the_module_is_trained_on():
     torch.testing.assert_close(states[T - 1][1, -1], torch.cat([normalised[1, T - 1], actions[1, T - 1]]))
     torch.testing.assert_close(states[T - 1][1, 0], torch.cat([normalised[1, T - H], actions[1, T - H]]))
     # a new episode (a reset robot) starts from an empty history, as every training episode did
-    a, fresh = student.act(raw[:, 0], state, torch.zeros(N), torch.ones(N, dtype=torch.bool), generator=gen)
+    a, fresh = student.act(raw[:, 0], state, torch.zeros(N), torch.ones(N, dtype=torch.bool),
+                           noise=torch.randn(N, 2, generator=gen))
     assert torch.equal(fresh[:, :-1], torch.zeros_like(fresh[:, :-1]))
     torch.testing.assert_close(fresh[:, -1], torch.cat([normalised[:, 0], a], dim=1))
 

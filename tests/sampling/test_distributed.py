@@ -227,3 +227,70 @@ def test_a_closed_sampler_says_so(local_ray):
     with pytest.raises(RuntimeError, match="closed"):
         remote.sample(_params(), TASKS[:2])
 
+
+
+def test_ray_trials_of_a_stateful_policy_equal_the_local_sampler(local_ray):
+    """RL²'s recurrent policy through trials of two episodes, with noise, without, and with a mid-episode switch:
+    the shards give what the whole batch gives (each task's noise and resets are its own)."""
+    from policies import recurrent
+
+    params = recurrent.init_params(17, 6, 16, init_std=0.5, generator=torch.Generator().manual_seed(3))
+    policy = recurrent.GruPolicy(params, torch.zeros(17), torch.full((17,), 2.0))
+    kwargs = dict(horizon=20, seed=5)
+    local = Sampler("HalfCheetahVel", 5, 2, **kwargs)
+    remote = RaySampler("HalfCheetahVel", 5, 2, num_workers=2, **kwargs)
+    later = [{"velocity": v} for v in (1.8, 0.1, 0.5, 1.5, 0.9)]
+    try:
+        for extra in ({}, {"deterministic": True}, {"switch": (7, later)}):
+            _assert_same(local.sample_trials(policy, TASKS, 2, **extra),
+                         remote.sample_trials(policy, TASKS, 2, **extra))
+        assert remote.restarts == 0
+    finally:
+        remote.close()
+
+
+@pytest.mark.parametrize("cfg", [
+    {"family": "Navigation2D", "algo": "rl2", "meta_batch_size": 4, "episodes_per_task": 2, "horizon": 5,
+     "hidden_sizes": [8], "minibatch_trials": 4, "epochs": 2, "iterations": 2},
+    {"family": "HalfCheetahVel", "algo": "batched-ppo", "meta_batch_size": 3, "episodes_per_task": 2, "horizon": 10,
+     "hidden_sizes": [8], "value_hidden_sizes": [8], "minibatch_size": 20, "epochs": 2, "iterations": 2,
+     "task_visible": True},
+], ids=["rl2", "batched-ppo-oracle"])
+def test_rl2_and_batched_ppo_train_on_ray_exactly_as_locally(local_ray, tmp_path, cfg):
+    cfg = config.from_dict(cfg, "test", quiet=True)
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    local = Trainer(cfg, tmp_path / "local")
+    on_ray = Trainer(cfg, tmp_path / "ray", sampler=SamplerChoice("ray", num_workers=2))
+    try:
+        local.train(progress=False)
+        on_ray.train(progress=False)
+    finally:
+        on_ray.close()
+    for k, v in local.learner.params.items():
+        assert torch.equal(v, on_ray.learner.params[k]), k
+
+
+def test_rma_trains_on_ray_exactly_as_locally_one_set_of_actors_at_a_time(local_ray, tmp_path):
+    """Both phases (teacher, then student) on Ray equal the local run; when the student's phase starts, the
+    teacher's actors are stopped (the 2-CPU instance could not hold both sets)."""
+    cfg = config.from_dict({"family": "HalfCheetahDisabledJoint", "algo": "rma", "meta_batch_size": 4,
+                            "episodes_per_task": 2, "horizon": 50, "hidden_sizes": [8], "value_hidden_sizes": [8],
+                            "minibatch_size": 64, "adaptation_samples": 128, "adaptation_minibatch": 64,
+                            "history_steps": 40, "epochs": 1, "adaptation_epochs": 1, "iterations": 3,
+                            "adaptation_iterations": 2}, "test", quiet=True)
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    local = Trainer(cfg, tmp_path / "local")
+    on_ray = Trainer(cfg, tmp_path / "ray", sampler=SamplerChoice("ray", num_workers=2))
+    try:
+        local.train(progress=False)
+        assert on_ray.learner.student_sampler.workers is None  # not started in the teacher's phase
+        on_ray.train(progress=False)
+        assert on_ray.learner.teacher_sampler.workers is None and len(on_ray.learner.student_sampler.workers) == 2
+    finally:
+        on_ray.close()
+    assert on_ray.learner.student_sampler.workers == []
+    for name in ("policy", "encoder", "adaptation"):
+        for k, v in getattr(local.learner, name).items():
+            assert torch.equal(v, getattr(on_ray.learner, name)[k]), (name, k)

@@ -15,7 +15,7 @@ class StepCounter:
     def initial_state(self, num):
         return torch.zeros(num, 1)
 
-    def act(self, obs, state, last_reward, episode_start, deterministic=False, generator=None):
+    def act(self, obs, state, last_reward, episode_start, deterministic=False, noise=None):
         self.seen.append((state[:, 0].clone(), last_reward.clone(), episode_start.clone()))
         return torch.zeros(obs.shape[0], 2), state + 1
 

@@ -39,7 +39,7 @@ from metarl.learners.rl.ppo import (
     update_moments,
 )
 from metarl.returns import gae
-from metarl.sampling import LOCAL, Sampler, SamplerChoice
+from metarl.sampling import LOCAL, SamplerChoice, make_sampler
 from policies import gaussian, recurrent
 
 
@@ -132,19 +132,17 @@ class Rl2(Counters):
 
     Args:
         cfg: a checked :class:`Rl2Config`.
-        sampler: local only (the trials are sampled with a stateful policy in this process).
+        sampler: where the trials are sampled (local, or Ray actors given the policy each iteration).
     """
 
     csv_fields = CSV_FIELDS
     artifacts = ("policy.pt",)
 
     def __init__(self, cfg: Rl2Config, sampler: SamplerChoice = LOCAL):
-        if sampler.kind != "local":
-            raise ValueError("algo rl2 samples in this process: use --sampler local")
         self.cfg = cfg
-        self.sampler = Sampler(cfg.family, cfg.meta_batch_size, cfg.episodes_per_task, cfg.horizon,
-                               nthread=cfg.nthread, seed=cfg.seed, action_scale=cfg.action_scale,
-                               clip_actions=cfg.clip_actions, **cfg.family_options)
+        self.sampler = make_sampler(sampler, cfg.family, cfg.meta_batch_size, cfg.episodes_per_task, cfg.horizon,
+                                    nthread=cfg.nthread, seed=cfg.seed, action_scale=cfg.action_scale,
+                                    clip_actions=cfg.clip_actions, **cfg.family_options)
         self.task_rng = np.random.default_rng([cfg.seed, 2])
         init_gen = torch.Generator().manual_seed(cfg.seed)
         self.obs_dim, self.act_dim = self.sampler.obs_dim, self.sampler.act_dim
@@ -206,7 +204,9 @@ class Rl2(Counters):
         atomic_write(Path(out) / "policy.pt", lambda tmp: torch.save(payload, tmp))
 
     def close(self) -> None:
-        pass
+        close = getattr(self.sampler, "close", None)
+        if close is not None:
+            close()
 
     # --- one iteration -------------------------------------------------------------------------------
 
@@ -295,4 +295,4 @@ register(LearnerEntry(
     "RL²: a GRU policy fed (observation, previous action, reward, episode start), its state kept across the "
     "episodes of a trial, trained with PPO over trials; adapts with no gradient step",
     "Duan, Schulman, Chen, Bartlett, Sutskever, Abbeel 2016, RL²: Fast Reinforcement Learning via Slow "
-    "Reinforcement Learning, https://arxiv.org/abs/1611.02779", supports_ray=False))
+    "Reinforcement Learning, https://arxiv.org/abs/1611.02779", supports_ray=True))

@@ -42,7 +42,7 @@ from metarl.learners.rl.ppo import (
     update_moments,
 )
 from metarl.returns import gae
-from metarl.sampling import LOCAL, Sampler, SamplerChoice
+from metarl.sampling import LOCAL, SamplerChoice, make_sampler
 from policies import gaussian, history
 from policies.value import init_value, value
 
@@ -126,23 +126,22 @@ class Rma(Counters):
 
     Args:
         cfg: a checked :class:`RmaConfig`.
-        sampler: local only (its policies act in this process).
+        sampler: where the teacher's and the student's episodes are sampled: local, or Ray actors given the
+            policy at each call (the student's actors start when its phase does, the teacher's stopping then).
     """
 
     csv_fields = CSV_FIELDS
     artifacts = ("policy.pt",)
 
     def __init__(self, cfg: RmaConfig, sampler: SamplerChoice = LOCAL):
-        if sampler.kind != "local":
-            raise ValueError("algo rma samples in this process: use --sampler local")
         self.cfg = cfg
         common = {"nthread": cfg.nthread, "seed": cfg.seed, "action_scale": cfg.action_scale,
                   "clip_actions": cfg.clip_actions, **cfg.family_options}
         # the teacher's engine appends the task features to each observation; the student's does not
-        self.teacher_sampler = Sampler(cfg.family, cfg.meta_batch_size, cfg.episodes_per_task, cfg.horizon,
-                                       task_in_obs=True, **common)
-        self.student_sampler = Sampler(cfg.family, cfg.meta_batch_size, cfg.episodes_per_task, cfg.horizon,
-                                       **{**common, "seed": cfg.seed + 1})
+        self.teacher_sampler = make_sampler(sampler, cfg.family, cfg.meta_batch_size, cfg.episodes_per_task,
+                                            cfg.horizon, task_in_obs=True, **common)
+        self.student_sampler = make_sampler(sampler, cfg.family, cfg.meta_batch_size, cfg.episodes_per_task,
+                                            cfg.horizon, lazy=True, **{**common, "seed": cfg.seed + 1})
         self.obs_dim, self.act_dim = self.student_sampler.obs_dim, self.student_sampler.act_dim
         self.feature_dim = self.teacher_sampler.obs_dim - self.obs_dim
         self.task_rng = np.random.default_rng([cfg.seed, 2])
@@ -300,6 +299,9 @@ class Rma(Counters):
     def adaptation_step(self, tasks: list[dict]) -> dict:
         cfg = self.cfg
         t0 = time.perf_counter()
+        suspend = getattr(self.teacher_sampler, "suspend", None)
+        if suspend is not None:  # Ray: the teacher's actors free their CPUs for the student's
+            suspend()
         episodes = self.student_sampler.sample_trials(self.student(), tasks, 1)
         t_sampling = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -351,6 +353,12 @@ class Rma(Counters):
             optimizer.load_state_dict(before[key])
         return nonfinite
 
+    def close(self) -> None:
+        for sampler in (self.teacher_sampler, self.student_sampler):
+            close = getattr(sampler, "close", None)
+            if close is not None:
+                close()
+
     def postfix(self, row: dict) -> dict:
         if row["phase"] == "teacher":
             return {"teacher": f"{row['return']:.1f}"}
@@ -369,4 +377,4 @@ register(LearnerEntry(
     "RMA: a teacher conditioned on an encoding of the privileged task features, trained with PPO, then an adaptation "
     "module that estimates that encoding from the last H (observation, action) pairs; dynamics families only",
     "Kumar, Fu, Pathak, Malik 2021, RMA: Rapid Motor Adaptation for Legged Robots, https://arxiv.org/abs/2107.04034",
-    supports_ray=False))
+    supports_ray=True))

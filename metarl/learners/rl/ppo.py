@@ -458,4 +458,4 @@ register(LearnerEntry(
     "batched-ppo", "rl", BatchedPpoConfig, BatchedPpo,
     "PPO on the batched engine: one task, the task mixture (robust) or the mixture with the task visible (oracle)",
     "Schulman, Wolski, Dhariwal, Radford, Klimov 2017, Proximal Policy Optimization Algorithms, "
-    "https://arxiv.org/abs/1707.06347", meta=False))
+    "https://arxiv.org/abs/1707.06347", meta=False, supports_ray=True))
