@@ -27,6 +27,7 @@ from envs.families import (
     gear_multipliers,
     get_family,
     sample_tasks,
+    task_gear_scale,
     validate_task,
 )
 from envs.navigation import ACT_DIM, MAX_SPEED, OBS_DIM, navigation_step
@@ -63,7 +64,9 @@ class TaskVectorEnv(VectorEnv):
         """The current task of every sub-environment, stacked: ``{key: [num_envs, ...] ndarray}`` (e.g.
         ``{"velocity": [N]}``, ``{"goal": [N, 2]}``, ``{"joint": [N]}`` int64), as validated by
         :func:`envs.validate_task` and including any :meth:`switch_tasks` change; ``{}`` before the first
-        :meth:`set_tasks` or reset. A copy: change tasks with :meth:`set_tasks` or :meth:`switch_tasks`."""
+        :meth:`set_tasks` or reset. A broken-actuator family's also hold ``"scale"`` ``[N]``, the gear multiplier
+        of each broken part (the task's own for a partial failure, else the family's ``gear_scale``). A copy:
+        change tasks with :meth:`set_tasks` or :meth:`switch_tasks`."""
         return {k: v.copy() for k, v in self._task_arrays.items()}
 
     def _make_spaces(self, obs_dim: int, low: np.ndarray, high: np.ndarray) -> None:
@@ -163,6 +166,8 @@ class TaskVectorEnv(VectorEnv):
                 checked.append(validate_task(self.family.name, task, **self.options))
             except ValueError as e:
                 raise ValueError(f"task {i}: {e}") from None
+            if self.family.kind == "broken":  # every task's gear multiplier, so that the arrays line up
+                checked[-1]["scale"] = np.float64(task_gear_scale(checked[-1], self.options))
         return checked
 
     def reset(self, *, seed: int | list | None = None, options: dict | None = None):
@@ -302,7 +307,7 @@ class MujocoVectorEnv(TaskVectorEnv):
             return
         if self.family.kind == "broken":
             index = self._task_arrays[self.family.broken_key][ids]
-            scale = gear_multipliers(self.family.name, index, self.options["gear_scale"], self.model.nu)
+            scale = gear_multipliers(self.family.name, index, self._task_arrays["scale"][ids], self.model.nu)
             self.batch.expand("actuator_gear")[ids] = self.model.actuator_gear[None] * scale[:, :, None]
         else:
             for key in RAND_PARAM_BASES:
@@ -404,8 +409,8 @@ class MujocoVectorEnv(TaskVectorEnv):
 
     def broken_geoms(self, index: int) -> np.ndarray:
         """Geom ids of the bodies that sub-environment ``index``'s broken actuators move (none for other
-        families, or when ``gear_scale`` leaves them whole)."""
-        if self.family.kind != "broken" or not self.tasks or self.options["gear_scale"] == 1.0:
+        families, or when the task's gear scale leaves them whole)."""
+        if self.family.kind != "broken" or not self.tasks or self._task_arrays["scale"][index] == 1.0:
             return np.zeros(0, dtype=np.int64)
         actuators = self.family.broken_actuators
         broken = int(self._task_arrays[self.family.broken_key][index])

@@ -243,8 +243,10 @@ FAMILIES: dict[str, Family] = {
             "v_x - 0.05 ||a||^2",
             "joint 0..5 (bthigh, bshin, bfoot, fthigh, fshin, ffoot) whose actuator gear is multiplied by "
             "gear_scale (0: disabled), or -1 (intact, never drawn); training joints 0, 1, 2, 4, 5, held-out joint 3 "
-            "(option held_out: GrBAL's code holds out 0)",
-            {"gear_scale": 0.0, "held_out": 3},
+            "(option held_out: GrBAL's code holds out 0); option train_gear_scale [lo, hi]: training draws partial "
+            "failures, the gear scale of each task ~ U[lo, hi] (task key scale), of the held-out joint too with "
+            "partial_held_out",
+            {"gear_scale": 0.0, "held_out": 3, "train_gear_scale": None, "partial_held_out": False},
             task_kind="broken-actuator",
         ),
         Family(
@@ -255,14 +257,16 @@ FAMILIES: dict[str, Family] = {
             "(0.5, 5e-4, 1.0 give Ant-v5's terms)",
             "leg 0..3 (actuators hip_4+ankle_4, hip_1+ankle_1, hip_2+ankle_2, hip_3+ankle_3) whose two gears "
             "are multiplied by gear_scale (0: disabled), or -1 (intact, never drawn); training legs 1, 2, 3, "
-            "held-out leg 0; option include_cfrc_ext_in_observation (false: the 27 positions and velocities)",
+            "held-out leg 0; option include_cfrc_ext_in_observation (false: the 27 positions and velocities); "
+            "option train_gear_scale [lo, hi]: training draws partial failures (task key scale ~ U[lo, hi]), of the "
+            "held-out leg too with partial_held_out",
             # GrBAL's code pays nothing for torque; under Ant-v5's 0.5 ||a||^2 and 1.0 healthy reward our
             # GrBAL and mb-mpc controllers stood still (about 1 reward per step) instead of walking.
             # include_cfrc_ext_in_observation=False drops the 78 contact forces (GrBAL's Ant observation has
             # none): a dynamics model then predicts only positions and velocities.
             {"gear_scale": 0.0, "terminate_when_unhealthy": True, "ctrl_cost_weight": 0.0,
              "contact_cost_weight": 0.0, "healthy_reward": 0.05, "include_cfrc_ext_in_observation": True,
-             "held_out": 0},
+             "held_out": 0, "train_gear_scale": None, "partial_held_out": False},
             task_kind="broken-actuator",
         ),
         Family(
@@ -308,6 +312,20 @@ def check_options(family: Family, options: dict) -> dict:
         if isinstance(held_out, bool) or not isinstance(held_out, int | np.integer) or not 0 <= held_out < count:
             raise ValueError(f"{family.name}: held_out must be an integer in [0, {count - 1}], got {held_out!r}")
         resolved["held_out"] = int(held_out)
+    if resolved.get("train_gear_scale") is not None:
+        span = resolved["train_gear_scale"]
+        if (not isinstance(span, list | tuple) or len(span) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int | float) for v in span)
+                or not 0.0 <= span[0] <= span[1] <= 1.0):
+            raise ValueError(f"{family.name}: train_gear_scale must be null or [low, high] with 0 <= low <= high <= 1, "
+                             f"got {span!r}")
+        resolved["train_gear_scale"] = (float(span[0]), float(span[1]))
+    if "partial_held_out" in resolved:
+        if not isinstance(resolved["partial_held_out"], bool):
+            raise ValueError(f"{family.name}: partial_held_out must be a bool")
+        if resolved["partial_held_out"] and resolved.get("train_gear_scale") is None:
+            raise ValueError(f"{family.name}: partial_held_out needs train_gear_scale (the range of the partial "
+                             "failures training draws)")
     if "gear_scale" in resolved:
         scale = resolved["gear_scale"]
         if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0.0 <= scale <= 1.0:
@@ -322,24 +340,32 @@ def check_options(family: Family, options: dict) -> dict:
     return resolved
 
 
-def gear_multipliers(family: str, index: np.ndarray, gear_scale: float, num_actuators: int) -> np.ndarray:
+def gear_multipliers(family: str, index: np.ndarray, gear_scale: float | np.ndarray,
+                     num_actuators: int) -> np.ndarray:
     """Per-actuator gear multipliers of a broken-actuator family's tasks.
 
     Args:
         family: ``"HalfCheetahDisabledJoint"`` or ``"AntCrippledLeg"``.
         index: ``[N]`` the tasks' joint or leg indices (-1: nothing broken, the intact robot).
-        gear_scale: the multiplier of the broken actuators (0 disables them).
+        gear_scale: the multiplier of the broken actuators (0 disables them), one for all or ``[N]``.
         num_actuators: the model's ``nu``.
 
     Returns:
-        ``[N, num_actuators]``: ``gear_scale`` on each task's broken actuators, 1 elsewhere.
+        ``[N, num_actuators]``: the task's ``gear_scale`` on its broken actuators, 1 elsewhere.
     """
     _, actuators = BROKEN_ACTUATORS[family]
+    scales = np.broadcast_to(np.asarray(gear_scale, dtype=np.float64), (len(index),))
     out = np.ones((len(index), num_actuators))
     for row, i in enumerate(np.asarray(index, dtype=np.int64)):
         if i >= 0:
-            out[row, list(actuators[i])] = gear_scale
+            out[row, list(actuators[i])] = scales[row]
     return out
+
+
+def task_gear_scale(task: dict, options: dict) -> float:
+    """The gear multiplier of a broken-actuator task's broken part: its own ``scale`` (a partial failure drawn
+    with ``train_gear_scale``) or the family's ``gear_scale``."""
+    return float(task["scale"]) if "scale" in task else options["gear_scale"]
 
 
 def rand_param_shapes(body: str) -> dict[str, tuple[int, ...]]:
@@ -356,8 +382,15 @@ def _sample_one_family(family: Family, n: int, rng: np.random.Generator, options
     if kind == "broken-actuator":
         key, actuators = BROKEN_ACTUATORS[family.name]
         held_out = options["held_out"]
-        draws = (held_out,) if split == "test" else tuple(i for i in range(len(actuators)) if i != held_out)
-        return [{key: int(i)} for i in rng.choice(draws, size=n)]
+        # partial_held_out: training meets the held-out part too, weakened, never as broken as the test's
+        draws = (held_out,) if split == "test" else tuple(i for i in range(len(actuators))
+                                                          if i != held_out or options.get("partial_held_out"))
+        tasks = [{key: int(i)} for i in rng.choice(draws, size=n)]
+        span = options.get("train_gear_scale")
+        if span is not None and split == "train":  # partial failures; the held-out part stays fully broken
+            for task, scale in zip(tasks, rng.uniform(*span, size=n), strict=True):
+                task["scale"] = float(scale)
+        return tasks
     if kind == "velocity":
         high = options.get("max_velocity", 3.0)
         return [{"velocity": float(v)} for v in rng.uniform(0.0, high, size=n)]
@@ -462,6 +495,8 @@ def validate_task(family: str, task: dict, **options) -> dict:
         raise ValueError(f"{fam.name}: a task must be a dict, got {type(task).__name__}")
     expected = _expected_keys(fam, opts)
     missing = set(expected) - set(task)
+    if fam.kind == "broken" and "scale" in task:  # optional: a partial failure's gear multiplier
+        expected["scale"] = ((), lambda f, k, v: _check_range(f, k, v, 0.0, 1.0))
     unknown = set(task) - set(expected)
     if missing or unknown:
         parts = []
@@ -479,7 +514,7 @@ def validate_task(family: str, task: dict, **options) -> dict:
         if value.shape != shape:
             raise ValueError(f"{fam.name}: task key {key!r} must have shape {shape}, got {value.shape}")
         check(fam.name, key, value)
-        out[key] = value.astype(np.int64) if fam.kind == "broken" else value
+        out[key] = value.astype(np.int64) if key == fam.broken_key else value
     return out
 
 
@@ -530,7 +565,8 @@ def task_features(family: str, tasks: list[dict]) -> np.ndarray:
     - rand-params families: each multiplier ``base ** u`` as its exponent ``u`` in
       ``[-RAND_PARAM_LOG_RANGE, RAND_PARAM_LOG_RANGE]`` (log-multipliers on one scale), flattened in
       sorted key order (Hopper 41 values, Walker2D 65);
-    - broken-actuator families: a one-hot of the broken joint or leg (all zeros for the intact robot).
+    - broken-actuator families: a one-hot of the broken joint or leg (all zeros for the intact robot); for a
+      partial failure (task key ``scale``) its entry is ``1 - scale``, how much of the actuator is lost.
 
     Args:
         family: a family's name.
@@ -545,7 +581,7 @@ def task_features(family: str, tasks: list[dict]) -> np.ndarray:
         for row, task in zip(out, tasks, strict=True):
             part = int(np.asarray(task[fam.broken_key]))
             if part >= 0:
-                row[part] = 1.0
+                row[part] = 1.0 - float(task["scale"]) if "scale" in task else 1.0
         return out
     if fam.kind == "dynamics":
         def exponents(task):

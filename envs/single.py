@@ -30,6 +30,7 @@ from envs.families import (
     gear_multipliers,
     get_family,
     sample_tasks,
+    task_gear_scale,
     validate_task,
 )
 from envs.models import load_model
@@ -85,7 +86,8 @@ class _TaskEnvMixin:
             return
         if self.family.kind == "broken":
             index = self.task[self.family.broken_key][None]
-            scale = gear_multipliers(self.family.name, index, self.options["gear_scale"], self.model.nu)[0]
+            scale = gear_multipliers(self.family.name, index, task_gear_scale(self.task, self.options),
+                                     self.model.nu)[0]
             self.model.actuator_gear[:] = self._base_model.actuator_gear * scale[:, None]
         else:
             for key in RAND_PARAM_BASES:

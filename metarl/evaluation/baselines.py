@@ -58,8 +58,9 @@ PRETRAIN_TIMESTEPS = 1_000_000
 
 def held_out_features_seen(family: str) -> bool:
     """Whether training ever sets the task features of ``family``'s held-out tasks. Not on a broken-actuator
-    family: its held-out joint or leg is never broken in training, so its one-hot is a column a policy told the
-    task never saw set (a normaliser would blow it up ten-thousand-fold). Its ``oracle`` is then the expert,
+    family: its held-out joint or leg is never broken in training (with ``partial_held_out`` never as much as
+    the test breaks it), so its one-hot is a column a policy told the task never saw set, or never at the test's
+    value (a normaliser would blow it up ten-thousand-fold). Its ``oracle`` is then the expert,
     PPO trained on the held-out robot alone (:func:`oracle_task`), and a policy told the task is not scored."""
     return envs.get_family(family).kind != "broken"
 

@@ -10,16 +10,20 @@ TOL = 1e-8
 HORIZON = 60
 
 
-def _singles(family, tasks, horizon=HORIZON):
-    return [gymnasium.make(envs.gym_id(family), task=t, horizon=horizon) for t in tasks]
+def _singles(family, tasks, horizon=HORIZON, **options):
+    return [gymnasium.make(envs.gym_id(family), task=t, horizon=horizon, **options) for t in tasks]
 
 
-@pytest.mark.parametrize("family", list(envs.FAMILIES))
-def test_engine_equals_single_envs_step_for_step(family):
+PARTIAL = {"train_gear_scale": [0.2, 0.7]}  # training draws partial failures (a gear scale per task)
+
+
+@pytest.mark.parametrize("family, options", [(name, {}) for name in envs.FAMILIES]
+                         + [("HalfCheetahDisabledJoint", PARTIAL), ("AntCrippledLeg", PARTIAL)])
+def test_engine_equals_single_envs_step_for_step(family, options):
     rng = np.random.default_rng(7)
-    tasks = envs.sample_tasks(family, 3, rng)
-    singles = _singles(family, tasks)
-    vec = envs.make(family, 3, tasks=tasks, horizon=HORIZON, seed=0)
+    tasks = envs.sample_tasks(family, 3, rng, **options)
+    singles = _singles(family, tasks, **options)
+    vec = envs.make(family, 3, tasks=tasks, horizon=HORIZON, seed=0, **options)
     vec.reset()
     single_obs = np.stack([s.reset(seed=10 + i)[0] for i, s in enumerate(singles)])
     if family != "Navigation2D":

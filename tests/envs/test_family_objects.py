@@ -127,6 +127,8 @@ def test_kind_matches_what_a_task_changes_in_the_engine(name):
         assert reward[0] != reward[1]
     # the public per-simulation task values: those of the tasks, as a copy
     arrays = vec.task_arrays
+    if fam.kind == "broken":  # and each simulation's gear multiplier, the family's gear_scale here
+        np.testing.assert_array_equal(arrays.pop("scale"), [fam.options["gear_scale"]] * 2)
     assert set(arrays) == set(tasks[0])
     for key, value in arrays.items():
         expected = np.stack([envs.validate_task(name, t)[key] for t in tasks])
