@@ -249,6 +249,13 @@ def test_ray_trials_of_a_stateful_policy_equal_the_local_sampler(local_ray):
         remote.close()
 
 
+def _local_and_on_ray(cfg, tmp_path):
+    """Two trainers of ``cfg``: one on the local sampler, one on 2 Ray workers."""
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    return Trainer(cfg, tmp_path / "local"), Trainer(cfg, tmp_path / "ray", sampler=SamplerChoice("ray", num_workers=2))
+
+
 @pytest.mark.parametrize("cfg", [
     {"family": "Navigation2D", "algo": "rl2", "meta_batch_size": 4, "episodes_per_task": 2, "horizon": 5,
      "hidden_sizes": [8], "minibatch_trials": 4, "epochs": 2, "iterations": 2},
@@ -257,11 +264,7 @@ def test_ray_trials_of_a_stateful_policy_equal_the_local_sampler(local_ray):
      "task_visible": True},
 ], ids=["rl2", "batched-ppo-oracle"])
 def test_rl2_and_batched_ppo_train_on_ray_exactly_as_locally(local_ray, tmp_path, cfg):
-    cfg = config.from_dict(cfg, "test", quiet=True)
-    (tmp_path / "local").mkdir()
-    (tmp_path / "ray").mkdir()
-    local = Trainer(cfg, tmp_path / "local")
-    on_ray = Trainer(cfg, tmp_path / "ray", sampler=SamplerChoice("ray", num_workers=2))
+    local, on_ray = _local_and_on_ray(config.from_dict(cfg, "test", quiet=True), tmp_path)
     try:
         local.train(progress=False)
         on_ray.train(progress=False)
@@ -279,10 +282,7 @@ def test_rma_trains_on_ray_exactly_as_locally_one_set_of_actors_at_a_time(local_
                             "minibatch_size": 64, "adaptation_samples": 128, "adaptation_minibatch": 64,
                             "history_steps": 40, "epochs": 1, "adaptation_epochs": 1, "iterations": 3,
                             "adaptation_iterations": 2}, "test", quiet=True)
-    (tmp_path / "local").mkdir()
-    (tmp_path / "ray").mkdir()
-    local = Trainer(cfg, tmp_path / "local")
-    on_ray = Trainer(cfg, tmp_path / "ray", sampler=SamplerChoice("ray", num_workers=2))
+    local, on_ray = _local_and_on_ray(cfg, tmp_path)
     try:
         local.train(progress=False)
         assert on_ray.learner.student_sampler.workers is None  # not started in the teacher's phase
