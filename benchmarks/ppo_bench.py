@@ -50,10 +50,11 @@ def run_ours(robot: str, seed: int, steps: int, out: Path, name: str | None = No
     ``out/name`` (default ``ours-s<seed>``); its curve from progress.csv."""
     spec = ROBOTS[robot]
     run = out / (name or f"ours-s{seed}")
-    if not (run / "progress.csv").is_file() or _done(run) < steps:
-        cfg = (ROOT / spec["config"]).read_text()
-        per_iteration = _iteration_steps(cfg)
-        iterations = -(-steps // per_iteration)
+    cfg = (ROOT / spec["config"]).read_text()
+    iterations = -(-steps // _iteration_steps(cfg))
+    # a run is complete when it has its iterations: its env steps may fall short of the budget when
+    # episodes end early (Ant), so they cannot tell
+    if not (run / "progress.csv").is_file() or _iterations_done(run) < iterations:
         subprocess.run([sys.executable, "-m", "metarl.cli", "train", str(ROOT / spec["config"]), "--seed", str(seed),
                         "--set", f"iterations={iterations}", "--out", str(run), "--force", "--no-progress"],
                        check=True, cwd=ROOT)
@@ -74,9 +75,9 @@ def _iteration_steps(cfg_text: str) -> int:
     return cfg["meta_batch_size"] * cfg["episodes_per_task"] * cfg["horizon"]
 
 
-def _done(run: Path) -> int:
+def _iterations_done(run: Path) -> int:
     lines = (run / "progress.csv").read_text().strip().splitlines()
-    return int(float(lines[-1].split(",")[1])) if len(lines) > 1 else 0
+    return int(lines[-1].split(",")[0]) if len(lines) > 1 else 0  # iterations count from 1
 
 
 def run_sb3(robot: str, seed: int, steps: int, out: Path) -> dict:

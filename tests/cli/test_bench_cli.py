@@ -112,3 +112,25 @@ def test_metarl_bench_runs_the_benchmarks_module_and_checks_out_first(tmp_path, 
     assert main(["bench", "envs", "--quick", "--out", str(blocker / "sub")]) == 2
     err = capfd.readouterr().err
     assert err.startswith("metarl bench: error: cannot write to output directory") and err.count("\n") == 1
+
+
+def test_ppo_bench_reuses_a_complete_run_whose_episodes_ended_early(tmp_path, monkeypatch):
+    """An Ant run ends below its env-step budget when episodes terminate early; with all its iterations
+    done it is read, not trained again (the bench once retrained such runs on every call)."""
+    from benchmarks import ppo_bench
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the complete run was trained again")
+
+    monkeypatch.setattr(ppo_bench.subprocess, "run", refuse)
+    iterations = -(-1_000_000 // (8 * 8 * 200))  # configs/ppo-ant.yaml's batch
+    run = tmp_path / "ours-s1"
+    run.mkdir()
+    rows = [f"{i},{i * 12_000},{float(i)},0.5" for i in range(1, iterations + 1)]  # 12k < 12.8k steps each
+    (run / "progress.csv").write_text("iteration,env_steps,return,wall_clock\n" + "\n".join(rows) + "\n")
+    curve = ppo_bench.run_ours("ant", 1, 1_000_000, tmp_path)
+    assert curve["curve"][-1]["return"] > 0
+
+    (run / "progress.csv").write_text("iteration,env_steps,return,wall_clock\n" + "\n".join(rows[:-1]) + "\n")
+    with pytest.raises(AssertionError, match="trained again"):  # one iteration short: trained
+        ppo_bench.run_ours("ant", 1, 1_000_000, tmp_path)
