@@ -43,7 +43,7 @@ PPO_BASELINE = {"algo": "batched-ppo", "meta_batch_size": 16, "episodes_per_task
 # baselines' log_std_init of -0.5) reaches 384 at 1M (0.135 with minibatches of 128: 257; 64 x 64 tanh at 0.6: 333;
 # seed 0, one run each: benchmarks/results/ppo-probe-hopper). Ant keeps 0.135: with 0.6 the AntVel mixture's
 # episodes fell to 25-55 steps (the ant flips and terminates) in the first 0.2M, while 0.135 learned AntDir +1
-# (benchmarks/results/ppo-ant-partial). Walker2D, not probed, takes 0.6 as Hopper.
+# (benchmarks/results/ppo-ant). Walker2D, not probed, takes 0.6 as Hopper.
 PPO_BASELINE_INIT_STD = {"half_cheetah": 0.135, "ant": 0.135}
 DEFAULT_BASELINE_INIT_STD = 0.6
 # A floor on the observation normaliser's std per robot. 78 of Ant's 105 observations are contact forces, almost
