@@ -1,6 +1,6 @@
 """What an rma student does on a broken-actuator family's held-out robot with each latent it knows: the
-student's base policy on the held-out tasks, its latent z fixed to the encoder's z of every training joint or
-leg (and of the intact robot), beside the adaptation module's own estimate. It tells a module that picks the
+student's base policy on the held-out tasks, its latent z fixed to the encoder's z of every joint or leg,
+the held-out one included (and of the intact robot), beside the adaptation module's own estimate. It tells a module that picks the
 wrong behaviour from a base policy that has no behaviour for the held-out failure.
 
     python scripts/rma_latent_probe.py RUN_DIR [--tasks 40] [--episodes 4] [--seed 0] [--out probe.json]
@@ -34,7 +34,9 @@ def probe(run: str, num_tasks: int = 40, trials: int = 4, seed: int = 0) -> dict
         raise ValueError(f"{run}: an rma run of a broken-actuator family is needed, got {meta['learner']} on {family}")
     tasks = envs.task_split(family, "test", num_tasks, seed, **options)
     held_out = tasks[0][fam.broken_key]
-    known = [-1] + [i for i in range(len(fam.broken_actuators)) if i != held_out]
+    # every part, the held-out one too: its z is the teacher's reading of the true task, which the encoder met
+    # in training only as a partial failure (partial_held_out) or never
+    known = [-1, *range(len(fam.broken_actuators))]
     rows = {}
     for part in [None, *known]:
         if part is None:
@@ -45,7 +47,8 @@ def probe(run: str, num_tasks: int = 40, trials: int = 4, seed: int = 0) -> dict
             acting = history.StudentPolicy(student.policy, student.adaptation, student.obs_mean, student.obs_std,
                                            student.history_steps, student.activation,
                                            latent=lambda obs, z=z: z.expand(obs.shape[0], -1))
-            label = f"z of {fam.broken_key}={part}" + (" (intact)" if part == -1 else "")
+            label = f"z of {fam.broken_key}={part}" + (" (intact)" if part == -1 else
+                                                       " (held out: the true task)" if part == held_out else "")
         sampler = Sampler(family, num_tasks, trials, meta["horizon"], seed=seed, action_scale=meta["action_scale"],
                           clip_actions=meta["clip_actions"], **options)
         episodes = sampler.sample_trials(acting, tasks, 1)

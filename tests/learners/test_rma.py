@@ -330,7 +330,8 @@ def test_latent_probe_scores_the_module_as_eval_does_and_every_known_latent(tmp_
     (tmp_path / "c.yaml").write_text(json.dumps(cfg))
     assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     record = probe.probe(str(tmp_path / "run"), num_tasks=2, trials=2, seed=3)
-    assert list(record["rows"]) == ["module", "z of joint=-1 (intact)"] + [f"z of joint={j}" for j in (0, 1, 2, 4, 5)]
+    assert list(record["rows"]) == (["module", "z of joint=-1 (intact)"] + [f"z of joint={j}" for j in (0, 1, 2)]
+                                    + ["z of joint=3 (held out: the true task)", "z of joint=4", "z of joint=5"])
     assert main(["eval", str(tmp_path / "run"), "--tasks", "2", "--episodes", "2", "--seed", "3", "--out",
                  str(tmp_path / "e"), "--no-progress"]) == 0
     scored = json.loads((tmp_path / "e" / "adaptation.json").read_text())["methods"]["rma"]["mean"][0]
