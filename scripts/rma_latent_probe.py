@@ -1,7 +1,7 @@
 """What an rma student does on a broken-actuator family's held-out robot with each latent it knows: the
 student's base policy on the held-out tasks, its latent z fixed to the encoder's z of every joint or leg,
-the held-out one included (and of the intact robot), beside the adaptation module's own estimate. It tells a module that picks the
-wrong behaviour from a base policy that has no behaviour for the held-out failure.
+the held-out one included (and of the intact robot), beside the adaptation module's own estimate. It tells
+a module that picks the wrong behaviour from a base policy that has no behaviour for the held-out failure.
 
     python scripts/rma_latent_probe.py RUN_DIR [--tasks 40] [--episodes 4] [--seed 0] [--out probe.json]
 
