@@ -29,8 +29,10 @@ def test_every_table_lives_somewhere_and_the_readme_has_the_headline():
 def test_a_changed_card_is_caught(tmp_path):
     model_based = [str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks" / "results").glob("model-based-*")]
     attempts = [str(p.relative_to(ROOT)) for p in (ROOT / "benchmarks" / "results").glob("attempt-*")]
+    memory = [str(p.relative_to(ROOT)) for pattern in ("rl2-*", "rma-*")
+              for p in (ROOT / "benchmarks" / "results").glob(pattern)]
     for rel in ("policies/pretrained", "benchmarks/results/learning-hcv-fast", "benchmarks/results/learners-hcv-fast",
-                "benchmarks/results/sinusoid", *model_based, *attempts):
+                "benchmarks/results/sinusoid", *model_based, *attempts, *memory):
         shutil.copytree(ROOT / rel, tmp_path / rel, ignore=shutil.ignore_patterns("*.pt", "*.png"))
     card_path = tmp_path / "policies" / "pretrained" / "HalfCheetahVel.json"
     card = json.loads(card_path.read_text())
@@ -136,3 +138,76 @@ def test_the_baselines_column_names_the_ppo_and_its_budget():
     assert readme_tables.baselines_text({}) == "SB3 PPO, 1M"
     card = {"baselines": {"pretrained": {"algorithm": "batched-ppo on the task mixture", "budget": 4_000_000}}}
     assert readme_tables.baselines_text(card) == "batched PPO, 4M"
+
+
+def _memory_record(path, learner, seed, first, robust=(100.0, 90.0, 110.0), oracle=(700.0, 690.0, 710.0),
+                   switch=None, family="HalfCheetahDisabledJoint", per_task=None, tasks=None, episodes=(0,)):
+    """Write a memory learner's adaptation.json (the fields the tables read) and return it."""
+    def method(mean, low, high, seen=(0,)):
+        return {"mean": [mean] * len(seen), "ci95": [[low, high]] * len(seen), "experience": {"episodes": list(seen)},
+                "per_task": per_task or [[mean] * 4] * len(seen)}
+
+    record = {"family": family, "learner": learner, "family_options": {}, "training": {"seed": seed},
+              "tasks": tasks or [{"joint": 3}] * 4,
+              "methods": {learner: method(*first, seen=episodes), "pretrained": method(*robust),
+                          "oracle": method(*oracle)}}
+    if switch is not None:  # reward per step of the learner and the oracle: before the switch at 4, then two windows
+        record["switch"] = {"at": 4, "reward_per_step": {learner: {"mean": switch[0]}, "oracle": {"mean": switch[1]}}}
+    path.mkdir(parents=True)
+    (path / "adaptation.json").write_text(json.dumps(record))
+    return record
+
+
+def test_memory_target_names_every_reason_and_passes_a_record_that_meets_every_bar(tmp_path):
+    window = readme_tables.switch_recovery  # the windows follow metarl.evaluation's RECOVERY_WINDOW
+    at = 4
+    ours, expert = [3.0] * 200, [3.0] * 200
+    assert window(ours, at)["then"] == 3.0
+    good = [_memory_record(tmp_path / f"s{s}", "rma", s, (650.0, 640.0, 660.0), switch=(ours, expert))
+            for s in (1, 2, 3)]
+    assert readme_tables.memory_target("HalfCheetahDisabledJoint", good) == "met"
+    weak = [_memory_record(tmp_path / "w1", "rma", 1, (400.0, 95.0, 700.0), switch=([2.0] * 200, expert))]
+    status = readme_tables.memory_target("HalfCheetahDisabledJoint", weak)
+    assert status.startswith("not met: ") and "trails the robust policy in seed(s) 1" in status
+    assert "gap closed 0.50 < 0.8" in status and "after a switch 0.67 of the bar < 0.9" in status
+    assert "1 seed(s) of 3" in status
+    # off the broken robots the bar is the learner's own reward per step before the switch
+    hopper = [_memory_record(tmp_path / "h1", "rma", 1, (650.0, 640.0, 660.0), switch=([4.0] * 4 + [2.0] * 196, expert),
+                             family="HopperRandParams")]
+    assert readme_tables.memory_recovery("HopperRandParams", hopper[0]) == pytest.approx(0.5)
+    no_gap = [_memory_record(tmp_path / "o1", "rma", 1, (650.0, 640.0, 660.0), oracle=(80.0, 70.0, 90.0))]
+    assert "gap share is undefined" in readme_tables.memory_target("HopperRandParams", no_gap)
+    assert "no switch record" in readme_tables.memory_target("HopperRandParams", no_gap)
+
+
+def test_memory_records_group_by_options_and_refuse_a_seed_twice(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    _memory_record(results / "rma-X" / "s2", "rma", 2, (10.0, 9.0, 11.0))
+    _memory_record(results / "rma-X" / "s1", "rma", 1, (12.0, 11.0, 13.0))
+    groups = readme_tables.memory_records(tmp_path)
+    assert [r["training"]["seed"] for r in groups[("HalfCheetahDisabledJoint", "rma", "{}")]] == [1, 2]
+    _memory_record(results / "rma-X" / "again-s1", "rma", 1, (12.0, 11.0, 13.0))
+    with pytest.raises(SystemExit, match="both training seed 1"):
+        readme_tables.memory_records(tmp_path)
+
+
+def test_memory_vs_maml_pairs_the_episode_within_a_tenth_of_maml_s_experience(tmp_path):
+    pretrained = tmp_path / "policies" / "pretrained"
+    pretrained.mkdir(parents=True)
+    tasks = [{"velocity": v} for v in (0.5, 1.0, 1.5, 2.0)]
+    maml = {"episodes": 10, "tasks": tasks,
+            "methods": {"maml": {"mean": [-100.0, -60.0], "per_task": [[-100.0] * 4, [-62.0, -58.0, -61.0, -59.0]]}}}
+    (pretrained / "HalfCheetahVel.adaptation.json").write_text(json.dumps(maml))
+    (pretrained / "HalfCheetahVel.json").write_text(json.dumps({"env_steps": 24_000_000}))
+    run = tmp_path / "benchmarks" / "results" / "rl2-HalfCheetahVel" / "s1"
+    # episode 0 after no experience, episode 1 after one (a tenth of MAML's 10), episode 2 after two: not compared
+    record = _memory_record(run, "rl2", 1, (-70.0, -75.0, -65.0), family="HalfCheetahVel", tasks=tasks,
+                            per_task=[[-90.0] * 4, [-57.0, -55.0, -56.0, -56.0], [0.0] * 4], episodes=(0, 1, 2))
+    (run / "progress.csv").write_text("iteration,env_steps\n1,12800\n2,25600\n")
+    row = readme_tables.memory_vs_maml_table(tmp_path).splitlines()[2]
+    assert "seed 1, episode 2: +4.0 [" in row  # episode 2 (index 1) minus MAML 1, paired per task
+    assert "0.0M / 24.0M" in row and "not met: 1 seed(s) of 3" in row
+    record["tasks"] = tasks[::-1]
+    (run / "adaptation.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="other held-out tasks"):
+        readme_tables.memory_vs_maml_table(tmp_path)
