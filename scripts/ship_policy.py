@@ -12,6 +12,12 @@ the share of the oracle gap closed after one step, and the paper's figures where
 
 Without ``--ship``, the seed whose MAML return after one step is the median of the seeds is shipped
 (representative, not the best on the test tasks).
+
+A memory-based learner's runs (rl2, rma; ``metarl eval RUN --baselines pretrained,oracle --switch-at 100``) ship
+the same way into ``policies/pretrained/memory/``: the seed whose return in its first episode on the held-out
+tasks is the median, its card with the share of the gap from the robust policy to the oracle that first episode
+closes and the reward per step around the mid-episode switch; ``switch.png`` and the run's ``latent-probe.json``
+(``scripts/rma_latent_probe.py``) travel with each seed where they exist.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from scipy import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 DEST = ROOT / "policies" / "pretrained"
+MEMORY_DEST = DEST / "memory"  # beside, not among, the gradient learners' policies: a family can ship one of each
 
 # MAML paper (Finn et al. 2017) figure 5, H = 200, mean return after 0/1/2/3 steps; oracle: its level.
 PAPER = {
@@ -70,6 +77,17 @@ def gap_closed(methods: dict, step: int = 1) -> float | None:
     return (methods["maml"]["mean"][step] - pre) / (methods["oracle"]["mean"][0] - pre)
 
 
+def memory_gap_closed(record: dict) -> float | None:
+    """(learner - pretrained) / (oracle - pretrained) in a memory learner's first episode on the held-out tasks
+    (``metarl eval`` of an rl2 or rma run), or None without both baselines or when the oracle scores below the
+    pretrained (robust) policy."""
+    m = record["methods"]
+    if "oracle" not in m or "pretrained" not in m or m["oracle"]["mean"][0] <= m["pretrained"]["mean"][0]:
+        return None
+    robust = m["pretrained"]["mean"][0]
+    return (m[record["learner"]]["mean"][0] - robust) / (m["oracle"]["mean"][0] - robust)
+
+
 def read_seed(run: Path, evaluation: Path) -> dict:
     """One seed's run and evaluation, checked to belong together."""
     for path in (run / "config.yaml", run / "progress.csv", run / "policy.pt", evaluation / "adaptation.json"):
@@ -83,6 +101,8 @@ def read_seed(run: Path, evaluation: Path) -> dict:
     with open(run / "progress.csv") as f:
         rows = list(csv.DictReader(f))
     last = rows[-10:]
+    memory = record.get("kind") == "memory"
+    columns = ("return",) if memory else ("pre_return", "post_return")
     commit = None
     if (run / "checkpoint.pt").is_file():
         import torch
@@ -94,10 +114,10 @@ def read_seed(run: Path, evaluation: Path) -> dict:
                 "iterations": int(rows[-1]["iteration"]),
                 "env_steps": int(rows[-1]["env_steps"]),
                 "training_wall_clock_s": round(float(rows[-1]["wall_clock"]), 1),
-                "last_10_iterations": {k: float(np.mean([float(r[k]) for r in last]))
-                                       for k in ("pre_return", "post_return")},
+                "last_10_iterations": {k: float(np.mean([float(r[k]) for r in last])) for k in columns},
                 "evaluation": {m: {"mean": v["mean"], "ci95": v["ci95"]} for m, v in record["methods"].items()},
-                "gap_closed_after_1_step": gap_closed(record["methods"]),
+                **({"gap_closed_first_episode": memory_gap_closed(record)} if memory else
+                   {"gap_closed_after_1_step": gap_closed(record["methods"])}),
             }}
 
 
@@ -110,11 +130,15 @@ def copy_seed(seed: dict, family: str, dest: Path) -> Path:
             shutil.copyfile(seed["run"] / name, out / name)
     record = dict(seed["record"])
     record["policy"] = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
-    record["methods"] = {m: {**v, "source": {**v["source"], "path": record["policy"]}} if m == "maml" else v
+    own = record.get("learner") if record.get("kind") == "memory" else "maml"
+    record["methods"] = {m: {**v, "source": {**v["source"], "path": record["policy"]}} if m == own else v
                          for m, v in record["methods"].items()}
     (out / "adaptation.json").write_text(json.dumps(record, indent=1))
     for name in ("adaptation.csv", "adaptation.png"):
         shutil.copyfile(seed["eval"] / name, out / name)
+    for source in (seed["eval"] / "switch.png", seed["run"] / "latent-probe.json"):  # a memory learner's, if made
+        if source.is_file():
+            shutil.copyfile(source, out / source.name)
     return out
 
 
@@ -142,48 +166,83 @@ def card_evaluation(record: dict) -> dict:
                "gap_closed_after_1_step": gap_closed(record["methods"])})
 
 
+def memory_card_evaluation(record: dict) -> dict:
+    """The card's ``evaluation`` block from a memory learner's ``metarl eval`` record: each method's return per
+    episode of a trial, the first episode's gap share and the reward per step around the mid-episode switch."""
+    keys = ("num_tasks", "trials", "episodes_per_trial", "horizon", "seed", "commit", "wall_clock_s", "ci",
+            "baseline_budget")
+    switch = record.get("switch")
+    return ({k: record.get(k) for k in keys}
+            | {"methods": {m: {"mean": v["mean"], "ci95": v["ci95"], "adapted": v.get("adapted", False)}
+                           for m, v in record["methods"].items()},
+               "gap_closed_first_episode": memory_gap_closed(record),
+               "switch": None if switch is None else {
+                   "at": switch["at"],
+                   "recovery": {m: v.get("recovery") for m, v in switch["reward_per_step"].items()}}})
+
+
+ALGORITHMS = {"trpo": "MAML-TRPO", "maml-ppo": "MAML-PPO", "promp": "ProMP", "vpg": "MAML-VPG", "reptile": "Reptile",
+              "rl2": "RL²", "rma": "RMA (student: base policy and adaptation module)"}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("family")
     parser.add_argument("--seed-run", nargs=2, action="append", required=True, metavar=("RUN_DIR", "EVAL_DIR"),
                         type=Path, help="a training run and its metarl eval output (repeat per seed)")
-    parser.add_argument("--ship", type=int, help="the seed to ship (default: the median MAML return after 1 step)")
+    parser.add_argument("--ship", type=int, help="the seed to ship (default: the median return after one step, or "
+                        "a memory learner's in its first episode)")
     parser.add_argument("--why", help="why that seed (recorded in the card)")
     parser.add_argument("--commit", help="commit the runs were trained with (default: their checkpoints')")
-    parser.add_argument("--dest", type=Path, default=DEST)
+    parser.add_argument("--dest", type=Path, help="where to ship (default: policies/pretrained, or "
+                        "policies/pretrained/memory for rl2 and rma runs)")
     args = parser.parse_args(argv)
     seeds = [read_seed(run, ev) for run, ev in args.seed_run]
     if any(s["config"]["family"] != args.family for s in seeds):
         raise SystemExit(f"ship_policy: error: every run must be {args.family}")
+    kinds = {s["record"].get("kind", "gradient") for s in seeds}
+    if len(kinds) > 1 or len({s["config"]["algo"] for s in seeds}) > 1:
+        raise SystemExit("ship_policy: error: every run must be of one learner")
+    memory = kinds == {"memory"}
+    dest = args.dest or (MEMORY_DEST if memory else DEST)
     by_seed = {s["config"]["seed"]: s for s in seeds}
     if len(by_seed) != len(seeds):
         raise SystemExit("ship_policy: error: two runs have the same seed")
+
+    def score(s):  # what "median seed" is taken over
+        methods = s["record"]["methods"]
+        return methods[s["record"]["learner"]]["mean"][0] if memory else methods["maml"]["mean"][1]
+
     if args.ship is None and len(seeds) == 1:
         args.ship = seeds[0]["config"]["seed"]
         why = args.why or "the only seed trained"
     elif args.ship is None:
-        order = sorted(seeds, key=lambda s: s["record"]["methods"]["maml"]["mean"][1])
+        order = sorted(seeds, key=score)
         args.ship = order[(len(order) - 1) // 2]["config"]["seed"]
-        why = ("its MAML return after one step is the median of the seeds' (representative of the training "
-               "recipe, not the luckiest seed)")
+        why = (f"its {'return in its first episode on the held-out tasks' if memory else 'MAML return after one step'}"
+               " is the median of the seeds' (representative of the training recipe, not the luckiest seed)")
     else:
         why = args.why or "chosen by hand"
     if args.ship not in by_seed:
         raise SystemExit(f"ship_policy: error: --ship {args.ship} is not one of the seeds {sorted(by_seed)}")
     shipped = by_seed[args.ship]
-    dirs = {s["config"]["seed"]: copy_seed(s, args.family, args.dest) for s in seeds}
+    dirs = {s["config"]["seed"]: copy_seed(s, args.family, dest) for s in seeds}
     family, record = args.family, shipped["record"]
     src = dirs[args.ship]
-    shutil.copyfile(src / "policy.pt", args.dest / f"{family}.pt")
-    shutil.copyfile(src / "adaptation.png", args.dest / f"{family}.png")
-    shutil.copyfile(src / "progress.csv", args.dest / f"{family}.progress.csv")
-    shutil.copyfile(src / "adaptation.json", args.dest / f"{family}.adaptation.json")
+    shutil.copyfile(src / "policy.pt", dest / f"{family}.pt")
+    shutil.copyfile(src / "adaptation.png", dest / f"{family}.png")
+    shutil.copyfile(src / "progress.csv", dest / f"{family}.progress.csv")
+    shutil.copyfile(src / "adaptation.json", dest / f"{family}.adaptation.json")
+    artifacts = {"progress": f"{family}.progress.csv", "adaptation": f"{family}.adaptation.json",
+                 "plot": f"{family}.png"}
+    if (src / "switch.png").is_file():
+        shutil.copyfile(src / "switch.png", dest / f"{family}.switch.png")
+        artifacts["switch"] = f"{family}.switch.png"
     commits = {s["commit"] for s in seeds} - {None}
+    summaries = [by_seed[s]["summary"] for s in sorted(by_seed)]
     card = {
         "family": family,
-        "algorithm": {"trpo": "MAML-TRPO", "maml-ppo": "MAML-PPO", "promp": "ProMP", "vpg": "MAML-VPG",
-                      "reptile": "Reptile"}.get(shipped["config"]["algo"], shipped["config"]["algo"])
-        + " (metarl train)",
+        "algorithm": ALGORITHMS.get(shipped["config"]["algo"], shipped["config"]["algo"]) + " (metarl train)",
         "config": shipped["config"],
         "training_command": f"metarl train <config> --seed S ... (config above; seeds {sorted(by_seed)})",
         "training_commit": args.commit or (commits.pop() if len(commits) == 1 else "unknown"),
@@ -193,19 +252,28 @@ def main(argv=None) -> int:
         "env_steps": shipped["summary"]["env_steps"],
         "training_wall_clock_s": shipped["summary"]["training_wall_clock_s"],
         "last_10_iterations": shipped["summary"]["last_10_iterations"],
-        "artifacts": {"progress": f"{family}.progress.csv", "adaptation": f"{family}.adaptation.json",
-                      "plot": f"{family}.png",
-                      "seeds": {s: str(d.relative_to(args.dest)) for s, d in sorted(dirs.items())}},
-        "evaluation": card_evaluation(record),
-        "seeds": [by_seed[s]["summary"] for s in sorted(by_seed)],
-        "across_seeds": (across_seeds([by_seed[s]["record"]["methods"] for s in sorted(by_seed)]) if len(by_seed) > 1
-                         else None),
-        "paper_figure_5": PAPER.get(family),
-        "literature": LITERATURE.get(family, "the MAML paper's figure 5 (paper_figure_5)" if family in PAPER else None),
+        "artifacts": {**artifacts, "seeds": {s: str(d.relative_to(dest)) for s, d in sorted(dirs.items())}},
+        "seeds": summaries,
     }
-    (args.dest / f"{family}.json").write_text(json.dumps(card, indent=1))
-    print(f"shipped {family} seed {args.ship} ({why}): {args.dest / (family + '.pt')}, .json, .png, "
-          f".progress.csv, .adaptation.json; seeds in {args.dest / 'training'}")
+    if memory:
+        gaps = [s["gap_closed_first_episode"] for s in summaries]
+        card |= {"kind": "memory", "evaluation": memory_card_evaluation(record),
+                 "across_seeds": None if len(by_seed) < 2 else {
+                     **{m: {"mean": float(np.mean(v)), "ci95_over_seeds": seed_interval(v)}
+                        for m in record["methods"]
+                        for v in [[s["evaluation"][m]["mean"][0] for s in summaries]]},
+                     "gap_closed_first_episode": None if None in gaps else {
+                         "mean": float(np.mean(gaps)), "ci95_over_seeds": seed_interval(gaps)}}}
+    else:
+        card |= {"evaluation": card_evaluation(record),
+                 "across_seeds": (across_seeds([by_seed[s]["record"]["methods"] for s in sorted(by_seed)])
+                                  if len(by_seed) > 1 else None),
+                 "paper_figure_5": PAPER.get(family),
+                 "literature": LITERATURE.get(family, "the MAML paper's figure 5 (paper_figure_5)" if family in PAPER
+                                              else None)}
+    (dest / f"{family}.json").write_text(json.dumps(card, indent=1))
+    print(f"shipped {family} seed {args.ship} ({why}): {dest / (family + '.pt')}, .json, .png, "
+          f".progress.csv, .adaptation.json; seeds in {dest / 'training'}")
     return 0
 
 

@@ -70,14 +70,14 @@ def output_dir(args: argparse.Namespace, kind: str):
     never inside the installed package), RUN_DIR/model-eval-seed<seed> for a model-based run."""
     from pathlib import Path
 
-    from metarl.cli.demo import SHIPPED
+    from metarl.cli.demo import MEMORY, SHIPPED
 
     source = Path(args.policy)
     if args.out:
         return Path(args.out)
     if kind == "model-based":
         return source / f"model-eval-seed{args.seed}"
-    if source.is_file() and source.resolve().parent == SHIPPED.resolve():
+    if source.is_file() and source.resolve().parent in (SHIPPED.resolve(), (SHIPPED / MEMORY).resolve()):
         return Path("runs") / f"eval-{source.stem}-seed{args.seed}"
     return (source if source.is_dir() else source.parent) / f"eval-seed{args.seed}"
 

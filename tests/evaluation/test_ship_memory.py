@@ -1,0 +1,90 @@
+"""Shipping a memory-based policy (scripts/ship_policy.py) and metarl demo of a shipped one."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+import metarl.cli.demo as demo
+from metarl.cli import main
+from metarl.evaluation.memory import load_memory_policy
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location("ship_policy", ROOT / "scripts" / "ship_policy.py")
+ship_policy = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ship_policy)
+
+TINY = {"family": "HalfCheetahDisabledJoint", "algo": "rma", "meta_batch_size": 4, "episodes_per_task": 2,
+        "horizon": 60, "hidden_sizes": [16], "value_hidden_sizes": [16], "minibatch_size": 128,
+        "adaptation_samples": 512, "adaptation_minibatch": 128, "epochs": 2, "adaptation_epochs": 2,
+        "iterations": 3, "adaptation_iterations": 1}
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """Two tiny rma seeds, each evaluated against the PPO baselines with a switch, shipped into a tmp policies dir."""
+    root = tmp_path_factory.mktemp("ship")
+    pairs = []
+    for seed in (1, 2):
+        (root / f"c{seed}.yaml").write_text(json.dumps({**TINY, "seed": seed}))
+        run, ev = root / f"run{seed}", root / f"eval{seed}"
+        assert main(["train", str(root / f"c{seed}.yaml"), "--out", str(run), "--no-progress"]) == 0
+        assert main(["eval", str(run), "--tasks", "2", "--episodes", "1", "--baselines", "pretrained,oracle",
+                     "--baseline-steps", "200", "--baseline-cache", str(root / "cache"), "--switch-at", "20",
+                     "--out", str(ev), "--no-progress"]) == 0
+        pairs += ["--seed-run", str(run), str(ev)]
+    dest = root / "pretrained" / "memory"
+    assert ship_policy.main(["HalfCheetahDisabledJoint", *pairs, "--dest", str(dest)]) == 0
+    return root
+
+
+def test_the_card_holds_each_seed_and_ships_the_median_first_episode(shipped):
+    dest = shipped / "pretrained" / "memory"
+    card = json.loads((dest / "HalfCheetahDisabledJoint.json").read_text())
+    records = {s: json.loads((shipped / f"eval{s}" / "adaptation.json").read_text()) for s in (1, 2)}
+    first = {s: r["methods"]["rma"]["mean"][0] for s, r in records.items()}
+    assert card["kind"] == "memory" and card["algorithm"].startswith("RMA")
+    assert card["seed"] == min(first, key=first.get)  # of two seeds the lower median, as for the gradient cards
+    for summary in card["seeds"]:
+        m = records[summary["seed"]]["methods"]
+        robust, oracle = m["pretrained"]["mean"][0], m["oracle"]["mean"][0]
+        expected = None if oracle <= robust else (m["rma"]["mean"][0] - robust) / (oracle - robust)
+        assert summary["gap_closed_first_episode"] == pytest.approx(expected)
+    assert card["across_seeds"]["rma"]["mean"] == pytest.approx(sum(first.values()) / 2)
+    assert card["evaluation"]["switch"]["at"] == 20
+    for name in ("pt", "png", "switch.png", "progress.csv", "adaptation.json"):
+        assert (dest / f"HalfCheetahDisabledJoint.{name}").is_file(), name
+    assert (dest / "training" / "HalfCheetahDisabledJoint-seed2" / "switch.png").is_file()
+    policy, meta = load_memory_policy(dest / "HalfCheetahDisabledJoint.pt")
+    assert meta["learner"] == "rma" and meta["seed"] == card["seed"]
+
+
+def test_demo_of_a_shipped_memory_policy_films_the_failure(shipped, tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "SHIPPED", shipped / "pretrained")
+    assert "HalfCheetahDisabledJoint" in demo.shipped_families()
+    result = demo.run_demo(tmp_path / "demo", family="HalfCheetahDisabledJoint", tasks=2, episodes=1, seed=3,
+                           size=(64, 48), progress=False)
+    assert result["eval"]["kind"] == "memory" and set(result["eval"]["methods"]) == {"rma"}
+    assert result["video"].endswith("switch.mp4") and Path(result["video"]).stat().st_size > 0
+    rewards = result["render"]["rewards"][0]
+    assert len(rewards) == 60 and result["render"]["frames"] == 61
+    assert demo.failure_switch("HalfCheetahDisabledJoint", {"joint": 3}) == ({"joint": -1}, {"joint": 3})
+
+
+def test_runs_of_another_family_are_refused_before_anything_is_written(shipped, tmp_path):
+    with pytest.raises(SystemExit, match="every run must be HalfCheetahVel"):
+        ship_policy.main(["HalfCheetahVel", "--seed-run", str(shipped / "run1"), str(shipped / "eval1"),
+                          "--dest", str(tmp_path / "d")])
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_shipped_memory_policy_is_evaluated_outside_the_package_by_default(shipped, tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "SHIPPED", shipped / "pretrained")
+    monkeypatch.chdir(tmp_path)
+    memory = shipped / "pretrained" / "memory"
+    before = sorted(p.name for p in memory.iterdir())
+    assert main(["eval", str(memory / "HalfCheetahDisabledJoint.pt"), "--tasks", "2", "--episodes", "1",
+                 "--horizon", "5", "--no-progress"]) == 0
+    assert (tmp_path / "runs" / "eval-HalfCheetahDisabledJoint-seed0" / "adaptation.json").is_file()
+    assert sorted(p.name for p in memory.iterdir()) == before
