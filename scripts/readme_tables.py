@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metarl.evaluation import switch_recovery
+from metarl.evaluation import gap_share, switch_recovery
 from metarl.evaluation.protocol import mean_ci
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,6 +281,11 @@ def memory_records(root: Path = ROOT) -> dict[tuple[str, str, str], list[dict]]:
             key = (record["family"], record["learner"], json.dumps(record.get("family_options") or {}, sort_keys=True))
             groups.setdefault(key, []).append(record)
     for records in groups.values():
+        protocols = {json.dumps([r["tasks"], r["seed"], r["horizon"], (r.get("switch") or {}).get("at")])
+                     for r in records}
+        if len(protocols) > 1:
+            raise SystemExit(f"readme_tables: error: {', '.join(r['path'] for r in records)} are seeds of one learner "
+                             "and family options evaluated on different held-out tasks, seeds, horizons or switches")
         records.sort(key=lambda r: r["training"]["seed"])
         seeds = [r["training"]["seed"] for r in records]
         for a, b in zip(records, records[1:], strict=False):
@@ -320,7 +325,8 @@ def memory_target(family: str, records: list[dict]) -> str:
         fails.append(f"gap closed {share:.2f} < {GAP_BAR}")
     recovery = [memory_recovery(family, r) for r in records]
     if any(v is None for v in recovery):
-        fails.append("no switch record in every seed")
+        fails.append("switch recovery undefined in some seed (no switch record, no episode running through the "
+                     "window, or a bar not above 0)")
     elif min(recovery) < RECOVERY_BAR:
         fails.append(f"after a switch {min(recovery):.2f} of the bar < {RECOVERY_BAR}")
     if len(records) < SEEDS_BAR:
@@ -332,21 +338,23 @@ def memory_gap_share(records: list[dict]) -> float | None:
     """The share of the gap from the robust policy to the oracle the learner's first episode closes, from the
     means over seeds; None where the oracle scores below the robust policy."""
     name = records[0]["learner"]
-    learner, robust, oracle = (float(np.mean([r["methods"][m]["mean"][0] for r in records]))
-                               for m in (name, "pretrained", "oracle"))
-    return None if oracle <= robust else (learner - robust) / (oracle - robust)
+    return gap_share(*(float(np.mean([r["methods"][m]["mean"][0] for r in records]))
+                       for m in (name, "pretrained", "oracle")))
 
 
 def memory_recovery(family: str, record: dict) -> float | None:
     """The learner's reward per step in the second window after a mid-episode switch over the bar: on a
     broken-robot family the oracle's in the same window (the expert on the held-out robot), otherwise the
-    learner's own in the window before the switch. None without a switch record."""
+    learner's own in the window before the switch. None without a switch record, where no episode ran through a
+    window, or where the bar is not positive (a share of a negative reward says nothing)."""
     switch = (record.get("switch") or {}).get("reward_per_step")
     if not switch:
         return None
     at = record["switch"]["at"]
     ours = switch_recovery(switch[record["learner"]]["mean"], at)
     bar = switch_recovery(switch["oracle"]["mean"], at)["then"] if family in BROKEN_FAMILIES else ours["before"]
+    if ours["then"] is None or bar is None or bar <= 0:
+        return None
     return ours["then"] / bar
 
 
@@ -360,6 +368,10 @@ def memory_table(root: Path = ROOT) -> str:
     for (family, name, options), records in memory_records(root).items():
         if family not in DYNAMICS_FAMILIES:
             continue
+        lacking = [r["path"] for r in records if not {"pretrained", "oracle"} <= set(r["methods"])]
+        if lacking:
+            raise SystemExit(f"readme_tables: error: {lacking[0]} has no pretrained and oracle baselines (evaluate "
+                             "it with metarl eval RUN --baselines pretrained,oracle)")
         ms = [r["methods"][name] for r in records]
         per_seed = "; ".join(f"{m['mean'][0]:.1f} [{m['ci95'][0][0]:.1f}, {m['ci95'][0][1]:.1f}]" for m in ms)
         robust, oracle = ([r["methods"][b]["mean"][0] for r in records] for b in ("pretrained", "oracle"))
@@ -396,10 +408,11 @@ def memory_vs_maml_table(root: Path = ROOT) -> str:
     same held-out tasks), and the paired difference, over tasks, between the learner's episode after at most
     a tenth of MAML's episodes of experience and MAML after one step. The target: that difference's interval
     reaches 0 (a match) or lies above it, at no more training env steps than MAML's, in 3 seeds."""
-    rows = ["| family | learner | seeds | return per episode of a trial (episodes of experience before it) | "
-            "MAML 0 / 1 (episodes before 1) | episode compared minus MAML 1, paired (95% CI) | training env steps, "
-            "learner / MAML | target |", "|---|---|---|---|---|---|---|---|"]
-    for (family, name, _), records in memory_records(root).items():
+    rows = ["| family | learner | family options | seeds | return per episode of a trial (episodes of experience "
+            "before it) | MAML 0 / 1 (episodes before 1) | learner after at most a tenth of MAML's episodes minus MAML "
+            "1, paired (95% CI) | training env steps, learner / MAML | target |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for (family, name, options), records in memory_records(root).items():
         maml_path = root / "policies" / "pretrained" / f"{family}.adaptation.json"
         if family in DYNAMICS_FAMILIES or not maml_path.is_file():
             continue
@@ -419,7 +432,8 @@ def memory_vs_maml_table(root: Path = ROOT) -> str:
         per_episode = " / ".join(
             f"{_over_seeds([r['methods'][name]['mean'][k] for r in records])} ({k})"
             for k in range(min(len(r["methods"][name]["mean"]) for r in records)))
-        diff_text = "; ".join(f"seed {r['training']['seed']}, episode {k + 1}: {d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+        diff_text = "; ".join(f"seed {r['training']['seed']}, after {r['methods'][name]['experience']['episodes'][k]}: "
+                              f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
                               for r, k, (d, lo, hi) in zip(records, episodes, diffs, strict=True))
         steps = [_trained_env_steps(root / r["path"]) for r in records]
         behind = [r["training"]["seed"] for r, (_, _, hi) in zip(records, diffs, strict=True) if hi < 0]
@@ -429,8 +443,9 @@ def memory_vs_maml_table(root: Path = ROOT) -> str:
             fails.append("more training env steps than MAML's (or unrecorded)")
         if len(records) < SEEDS_BAR:
             fails.append(f"{len(records)} seed(s) of {SEEDS_BAR}")
-        steps_text = " / ".join("?" if s is None else f"{s / 1e6:.1f}M" for s in steps) + f" / {budget / 1e6:.1f}M"
-        rows.append(f"| {family} | {name} | {', '.join(str(r['training']['seed']) for r in records)} | {per_episode} | "
+        steps_text = " / ".join("?" if s is None else f"{s / 1e6:.3g}M" for s in steps) + f" / {budget / 1e6:.3g}M"
+        rows.append(f"| {family} | {name} | {_options_text(options)} | "
+                    f"{', '.join(str(r['training']['seed']) for r in records)} | {per_episode} | "
                     f"{m_mean[0]:.1f} / **{m_mean[1]:.1f}** ({maml['episodes']}) | {diff_text} | {steps_text} | "
                     f"{'met' if not fails else 'not met: ' + '; '.join(fails)} |")
     return "\n".join(rows)

@@ -33,6 +33,8 @@ import numpy as np
 import yaml
 from scipy import stats
 
+from metarl.evaluation import gap_share
+
 ROOT = Path(__file__).resolve().parent.parent
 DEST = ROOT / "policies" / "pretrained"
 MEMORY_DEST = DEST / "memory"  # beside, not among, the gradient learners' policies: a family can ship one of each
@@ -78,14 +80,12 @@ def gap_closed(methods: dict, step: int = 1) -> float | None:
 
 
 def memory_gap_closed(record: dict) -> float | None:
-    """(learner - pretrained) / (oracle - pretrained) in a memory learner's first episode on the held-out tasks
-    (``metarl eval`` of an rl2 or rma run), or None without both baselines or when the oracle scores below the
-    pretrained (robust) policy."""
+    """:func:`metarl.evaluation.gap_share` of a memory learner's first episode on the held-out tasks (``metarl eval``
+    of an rl2 or rma run), or None without both baselines."""
     m = record["methods"]
-    if "oracle" not in m or "pretrained" not in m or m["oracle"]["mean"][0] <= m["pretrained"]["mean"][0]:
+    if "oracle" not in m or "pretrained" not in m:
         return None
-    robust = m["pretrained"]["mean"][0]
-    return (m[record["learner"]]["mean"][0] - robust) / (m["oracle"]["mean"][0] - robust)
+    return gap_share(m[record["learner"]]["mean"][0], m["pretrained"]["mean"][0], m["oracle"]["mean"][0])
 
 
 def read_seed(run: Path, evaluation: Path) -> dict:
@@ -204,6 +204,12 @@ def main(argv=None) -> int:
     if len(kinds) > 1 or len({s["config"]["algo"] for s in seeds}) > 1:
         raise SystemExit("ship_policy: error: every run must be of one learner")
     memory = kinds == {"memory"}
+    protocols = {json.dumps([s["record"][k] for k in ("tasks", "seed", "horizon")]
+                            + [sorted(s["record"]["methods"]), (s["record"].get("switch") or {}).get("at")])
+                 for s in seeds}
+    if len(protocols) > 1:
+        raise SystemExit("ship_policy: error: the seeds' evaluations differ in held-out tasks, seed, horizon, methods "
+                         "or --switch-at: evaluate every seed with the same metarl eval command")
     dest = args.dest or (MEMORY_DEST if memory else DEST)
     by_seed = {s["config"]["seed"]: s for s in seeds}
     if len(by_seed) != len(seeds):
@@ -256,14 +262,13 @@ def main(argv=None) -> int:
         "seeds": summaries,
     }
     if memory:
-        gaps = [s["gap_closed_first_episode"] for s in summaries]
+        across = {m: {"mean": float(np.mean(v)), "ci95_over_seeds": seed_interval(v)}
+                  for m in record["methods"] for v in [[s["evaluation"][m]["mean"][0] for s in summaries]]}
+        if {"pretrained", "oracle"} <= set(across):  # the share of the means, as docs/results.md's table
+            across["gap_closed_first_episode"] = gap_share(*(across[m]["mean"] for m in
+                                                             (record["learner"], "pretrained", "oracle")))
         card |= {"kind": "memory", "evaluation": memory_card_evaluation(record),
-                 "across_seeds": None if len(by_seed) < 2 else {
-                     **{m: {"mean": float(np.mean(v)), "ci95_over_seeds": seed_interval(v)}
-                        for m in record["methods"]
-                        for v in [[s["evaluation"][m]["mean"][0] for s in summaries]]},
-                     "gap_closed_first_episode": None if None in gaps else {
-                         "mean": float(np.mean(gaps)), "ci95_over_seeds": seed_interval(gaps)}}}
+                 "across_seeds": None if len(by_seed) < 2 else across}
     else:
         card |= {"evaluation": card_evaluation(record),
                  "across_seeds": (across_seeds([by_seed[s]["record"]["methods"] for s in sorted(by_seed)])

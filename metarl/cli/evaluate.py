@@ -77,8 +77,10 @@ def output_dir(args: argparse.Namespace, kind: str):
         return Path(args.out)
     if kind == "model-based":
         return source / f"model-eval-seed{args.seed}"
-    if source.is_file() and source.resolve().parent in (SHIPPED.resolve(), (SHIPPED / MEMORY).resolve()):
+    if source.is_file() and source.resolve().parent == SHIPPED.resolve():
         return Path("runs") / f"eval-{source.stem}-seed{args.seed}"
+    if source.is_file() and source.resolve().parent == (SHIPPED / MEMORY).resolve():  # not over the meta-policy's
+        return Path("runs") / f"eval-{source.stem}-{MEMORY}-seed{args.seed}"
     return (source if source.is_dir() else source.parent) / f"eval-seed{args.seed}"
 
 

@@ -28,6 +28,14 @@ def experience(episodes: list[int], env_steps: list[float], online: bool = False
     return {"episodes": [int(e) for e in episodes], "env_steps": [float(s) for s in env_steps], "online": online}
 
 
+def gap_share(score: float, robust: float, oracle: float) -> float | None:
+    """The share of the gap from the robust (pretrained) policy to the oracle that ``score`` closes:
+    ``(score - robust) / (oracle - robust)``; None when the oracle does not score above the robust policy (no
+    gap to close). A memory learner above the oracle gives a share above 1: the oracle is a reference here, not
+    a bound."""
+    return None if oracle <= robust else (score - robust) / (oracle - robust)
+
+
 RECOVERY_WINDOW = 50
 
 

@@ -55,15 +55,17 @@ def test_demo_of_another_shipped_family(tmp_path):
     (["--episodes", "0"], "--episodes must be an integer >= 1, got 0"),
     (["--seed", "-1"], "--seed must be an integer in [0, 4294967295], got -1"),
     (["--tasks", "many"], "invalid int value"),
-    (["--family", "{unshipped}"], "no shipped meta-policy for {unshipped}; shipped: {shipped}"),
-    (["--family", "Cheetah"], "no shipped meta-policy for Cheetah"),
+    (["--family", "{unshipped}"], "no shipped policy for {unshipped}; shipped: {shipped}"),
+    (["--family", "Cheetah"], "no shipped policy for Cheetah"),
+    (["--family", "HalfCheetahVel", "--memory"], "no shipped memory-based policy for HalfCheetahVel"),
 ])
 def test_demo_bad_input_exits_2_and_writes_nothing(argv, message, tmp_path, capsys):
     from metarl.cli import main
+    from metarl.cli.demo import shipped_families
 
-    unshipped = next(f for f in envs.FAMILIES if not (SHIPPED / f"{f}.pt").exists())
+    unshipped = next(f for f in envs.FAMILIES if f not in shipped_families())
     argv = [a.format(unshipped=unshipped) for a in argv]
-    message = message.format(unshipped=unshipped, shipped=", ".join(sorted(p.stem for p in SHIPPED_FILES)))
+    message = message.format(unshipped=unshipped, shipped=", ".join(shipped_families()))
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--out", str(tmp_path / "demo"), "--no-progress", *argv])
     err = capsys.readouterr().err

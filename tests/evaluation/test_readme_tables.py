@@ -148,7 +148,7 @@ def _memory_record(path, learner, seed, first, robust=(100.0, 90.0, 110.0), orac
                 "per_task": per_task or [[mean] * 4] * len(seen)}
 
     record = {"family": family, "learner": learner, "family_options": {}, "training": {"seed": seed},
-              "tasks": tasks or [{"joint": 3}] * 4,
+              "tasks": tasks or [{"joint": 3}] * 4, "seed": 0, "horizon": 200,
               "methods": {learner: method(*first, seen=episodes), "pretrained": method(*robust),
                           "oracle": method(*oracle)}}
     if switch is not None:  # reward per step of the learner and the oracle: before the switch at 4, then two windows
@@ -177,7 +177,12 @@ def test_memory_target_names_every_reason_and_passes_a_record_that_meets_every_b
     assert readme_tables.memory_recovery("HopperRandParams", hopper[0]) == pytest.approx(0.5)
     no_gap = [_memory_record(tmp_path / "o1", "rma", 1, (650.0, 640.0, 660.0), oracle=(80.0, 70.0, 90.0))]
     assert "gap share is undefined" in readme_tables.memory_target("HopperRandParams", no_gap)
-    assert "no switch record" in readme_tables.memory_target("HopperRandParams", no_gap)
+    assert "switch recovery undefined" in readme_tables.memory_target("HopperRandParams", no_gap)
+    # a bar at or below zero, or no episode left running in the window: no share of it is claimed
+    negative = _memory_record(tmp_path / "n1", "rma", 1, (650.0, 640.0, 660.0), switch=(ours, [-1.0] * 200))
+    fallen = _memory_record(tmp_path / "f1", "rma", 1, (650.0, 640.0, 660.0), switch=([3.0] * 4 + [None] * 196, expert))
+    assert readme_tables.memory_recovery("HalfCheetahDisabledJoint", negative) is None
+    assert readme_tables.memory_recovery("HalfCheetahDisabledJoint", fallen) is None
 
 
 def test_memory_records_group_by_options_and_refuse_a_seed_twice(tmp_path):
@@ -189,6 +194,16 @@ def test_memory_records_group_by_options_and_refuse_a_seed_twice(tmp_path):
     _memory_record(results / "rma-X" / "again-s1", "rma", 1, (12.0, 11.0, 13.0))
     with pytest.raises(SystemExit, match="both training seed 1"):
         readme_tables.memory_records(tmp_path)
+    shutil.rmtree(results / "rma-X" / "again-s1")
+    _memory_record(results / "rma-X" / "s3", "rma", 3, (12.0, 11.0, 13.0), tasks=[{"joint": 3}] * 2)
+    with pytest.raises(SystemExit, match="evaluated on different held-out tasks"):
+        readme_tables.memory_records(tmp_path)
+    shutil.rmtree(results / "rma-X" / "s3")
+    record = json.loads((results / "rma-X" / "s1" / "adaptation.json").read_text())
+    del record["methods"]["pretrained"]
+    (results / "rma-X" / "s1" / "adaptation.json").write_text(json.dumps(record))
+    with pytest.raises(SystemExit, match="rma-X/s1 has no pretrained and oracle baselines"):
+        readme_tables.memory_table(tmp_path)
 
 
 def test_memory_vs_maml_pairs_the_episode_within_a_tenth_of_maml_s_experience(tmp_path):
@@ -200,13 +215,13 @@ def test_memory_vs_maml_pairs_the_episode_within_a_tenth_of_maml_s_experience(tm
     (pretrained / "HalfCheetahVel.adaptation.json").write_text(json.dumps(maml))
     (pretrained / "HalfCheetahVel.json").write_text(json.dumps({"env_steps": 24_000_000}))
     run = tmp_path / "benchmarks" / "results" / "rl2-HalfCheetahVel" / "s1"
-    # episode 0 after no experience, episode 1 after one (a tenth of MAML's 10), episode 2 after two: not compared
+    # episodes after 0, 1 (a tenth of MAML's 10: the one compared) and 2 episodes of experience
     record = _memory_record(run, "rl2", 1, (-70.0, -75.0, -65.0), family="HalfCheetahVel", tasks=tasks,
                             per_task=[[-90.0] * 4, [-57.0, -55.0, -56.0, -56.0], [0.0] * 4], episodes=(0, 1, 2))
     (run / "progress.csv").write_text("iteration,env_steps\n1,12800\n2,25600\n")
     row = readme_tables.memory_vs_maml_table(tmp_path).splitlines()[2]
-    assert "seed 1, episode 2: +4.0 [" in row  # episode 2 (index 1) minus MAML 1, paired per task
-    assert "0.0M / 24.0M" in row and "not met: 1 seed(s) of 3" in row
+    assert "seed 1, after 1: +4.0 [" in row  # the episode after one episode minus MAML 1, paired per task
+    assert "0.0256M / 24M" in row and "not met: 1 seed(s) of 3" in row
     record["tasks"] = tasks[::-1]
     (run / "adaptation.json").write_text(json.dumps(record))
     with pytest.raises(SystemExit, match="other held-out tasks"):
