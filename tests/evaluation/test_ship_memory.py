@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import envs
 import metarl.cli.demo as demo
@@ -113,3 +114,29 @@ def test_a_shipped_memory_policy_is_evaluated_outside_the_package_by_default(shi
                  "--horizon", "5", "--no-progress"]) == 0
     assert (tmp_path / "runs" / "eval-HalfCheetahDisabledJoint-memory-seed0" / "adaptation.json").is_file()
     assert sorted(p.name for p in memory.iterdir()) == before
+
+
+SHIPPED_MEMORY = sorted((demo.SHIPPED / demo.MEMORY).glob("*.pt"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_MEMORY, ids=[p.stem for p in SHIPPED_MEMORY])
+def test_shipped_memory_policies_run_on_their_family_and_match_their_cards(path):
+    from metarl.sampling import Sampler
+
+    policy, meta = load_memory_policy(path)
+    card = json.loads(path.with_suffix(".json").read_text())
+    record = json.loads(path.with_suffix(".adaptation.json").read_text())
+    assert meta["family"] == card["family"] == path.stem and meta["seed"] == card["seed"]
+    assert card["evaluation"]["methods"][meta["learner"]]["mean"] == record["methods"][meta["learner"]]["mean"]
+    tasks = envs.task_split(meta["family"], "test", 2, 0, **meta["family_options"])
+    episodes = Sampler(meta["family"], 2, 1, 20, seed=0, **meta["family_options"]).sample_trials(policy, tasks, 1)
+    assert torch.isfinite(episodes.rewards).all() and episodes.mask.sum() == 40
+
+
+def test_metarl_demo_of_the_shipped_broken_cheetah(tmp_path, capsys):
+    assert main(["demo", "--family", "HalfCheetahDisabledJoint", "--tasks", "2", "--episodes", "1", "--seed", "1",
+                 "--out", str(tmp_path / "demo"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "shipped HalfCheetahDisabledJoint rma policy on 2 fresh held-out tasks" in out
+    assert "the intact robot, then its {'joint': 3} failure after step 100" in out
+    assert (tmp_path / "demo" / "switch.mp4").stat().st_size > 0 and (tmp_path / "demo" / "adaptation.png").is_file()
