@@ -297,7 +297,7 @@ def memory_records(root: Path = ROOT) -> dict[tuple[str, str, str], list[dict]]:
 
 def _options_text(options_json: str) -> str:
     options = json.loads(options_json)  # as --set family_options={...} takes them
-    return ", ".join(f"{k}: {json.dumps(v)}" for k, v in options.items()) if options else "defaults"
+    return ", ".join(f"{k}: {json.dumps(v)}" for k, v in options.items()) if options else "family defaults"
 
 
 def _over_seeds(values: list[float]) -> str:
