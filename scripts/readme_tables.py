@@ -45,7 +45,6 @@ file holds; a file without one of its tables, or with a table not listed for it,
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 import sys
@@ -54,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from metarl.evaluation import gap_share, switch_recovery
+from metarl.evaluation.baselines import training_env_steps
 from metarl.evaluation.protocol import mean_ci
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -393,15 +393,6 @@ def _paired(ours: list[float], theirs: list[float]) -> tuple[float, float, float
     return mean_ci(np.asarray(ours) - np.asarray(theirs))
 
 
-def _trained_env_steps(folder: Path) -> int | None:
-    """The env steps a record's run trained for: the last row of the progress.csv kept beside it, or None."""
-    path = folder / "progress.csv"
-    if not path.is_file():
-        return None
-    rows = list(csv.DictReader(path.open()))
-    return int(float(rows[-1]["env_steps"])) if rows else None
-
-
 def memory_vs_maml_table(root: Path = ROOT) -> str:
     """One row per reward family and memory learner: each episode of its trials on the held-out tasks beside
     the shipped MAML policy before and after one step (``policies/pretrained/<family>.adaptation.json``, the
@@ -435,7 +426,7 @@ def memory_vs_maml_table(root: Path = ROOT) -> str:
         diff_text = "; ".join(f"seed {r['training']['seed']}, after {r['methods'][name]['experience']['episodes'][k]}: "
                               f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
                               for r, k, (d, lo, hi) in zip(records, episodes, diffs, strict=True))
-        steps = [_trained_env_steps(root / r["path"]) for r in records]
+        steps = [training_env_steps(root / r["path"]) for r in records]  # the progress.csv kept beside it
         behind = [r["training"]["seed"] for r, (_, _, hi) in zip(records, diffs, strict=True) if hi < 0]
         if behind:
             fails.append(f"below MAML 1 in seed(s) {', '.join(map(str, behind))}")

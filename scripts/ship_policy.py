@@ -142,14 +142,20 @@ def copy_seed(seed: dict, family: str, dest: Path) -> Path:
     return out
 
 
-def across_seeds(evaluations: list[dict]) -> dict:
-    """Mean over seeds of each method's mean return after each step, with its interval over seeds, and of the
-    oracle gap share. ``evaluations``: one ``{method: {"mean": [...]}, ...}`` per seed."""
+def means_over_seeds(evaluations: list[dict]) -> dict:
+    """Mean over seeds of each method's mean return after each step (or in each episode of a trial), with its
+    interval over seeds. ``evaluations``: one ``{method: {"mean": [...]}, ...}`` per seed."""
     out = {}
     for method in evaluations[0]:
         per_seed = np.array([e[method]["mean"] for e in evaluations])  # [seeds, steps]
         out[method] = {"mean": per_seed.mean(0).tolist(),
                        "ci95_over_seeds": [seed_interval(per_seed[:, k].tolist()) for k in range(per_seed.shape[1])]}
+    return out
+
+
+def across_seeds(evaluations: list[dict]) -> dict:
+    """:func:`means_over_seeds`, and the mean over seeds of the oracle gap share after one step."""
+    out = means_over_seeds(evaluations)
     gaps = [gap_closed(e) for e in evaluations]
     if all(g is not None for g in gaps):
         out["gap_closed_after_1_step"] = {"mean": float(np.mean(gaps)), "ci95_over_seeds": seed_interval(gaps)}
@@ -262,10 +268,9 @@ def main(argv=None) -> int:
         "seeds": summaries,
     }
     if memory:
-        across = {m: {"mean": float(np.mean(v)), "ci95_over_seeds": seed_interval(v)}
-                  for m in record["methods"] for v in [[s["evaluation"][m]["mean"][0] for s in summaries]]}
+        across = means_over_seeds([s["evaluation"] for s in summaries])
         if {"pretrained", "oracle"} <= set(across):  # the share of the means, as docs/results.md's table
-            across["gap_closed_first_episode"] = gap_share(*(across[m]["mean"] for m in
+            across["gap_closed_first_episode"] = gap_share(*(across[m]["mean"][0] for m in
                                                              (record["learner"], "pretrained", "oracle")))
         card |= {"kind": "memory", "evaluation": memory_card_evaluation(record),
                  "across_seeds": None if len(by_seed) < 2 else across}

@@ -103,7 +103,6 @@ def run(args: argparse.Namespace) -> int:
           + ("per episode of a trial:" if memory else f"after 0..{record['steps']} steps:"))
     for name, m in record["methods"].items():
         print(f"  {name:<7s} " + "  ".join(f"{x:8.1f}" for x in m["mean"]))
-    returns = result["render"]["returns"]
     if memory:
         half, rewards = record["horizon"] // 2, result["render"]["rewards"][0]
         before, after = rewards[:half], rewards[half:]
@@ -113,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"video: the intact robot, then its {record['tasks'][0]} failure after step {half}: reward per step "
                   f"{sum(before) / len(before):.2f} before, {sum(after) / len(after):.2f} after ({len(after)} steps)")
     else:
-        print("video task return: " + ", ".join(f"step {k}: {v:.1f}" for k, v in returns.items()))
+        print("video task return: " + ", ".join(f"step {k}: {v:.1f}" for k, v in result["render"]["returns"].items()))
     print(f"plot:  {result['plot']}")
     print(f"video: {result['video']}")
     return 0
